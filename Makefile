@@ -1,0 +1,52 @@
+# Set-up and everyday commands. `make run` starts a working demo node; `make test` runs the suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint format lock worker clean
+
+$(INSTALLED): requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo
+	@echo ""
+	@echo "HIE node: http://$(HOST):$(PORT)/console/   FHIR base: http://$(HOST):$(PORT)/fhir   health: http://$(HOST):$(PORT)/healthz"
+	@echo ""
+	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: install lint
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python -m pytest
+
+worker: install
+	$(BIN)/celery -A hie worker --loglevel=INFO
+
+# Re-resolve the pins in requirements.lock from pyproject.toml (needs the package registry).
+lock:
+	rm -rf /tmp/hie-lock-venv
+	$(PYTHON) -m venv /tmp/hie-lock-venv
+	/tmp/hie-lock-venv/bin/python -m pip install --quiet --upgrade pip
+	/tmp/hie-lock-venv/bin/python -m pip install --quiet '.[dev]'
+	/tmp/hie-lock-venv/bin/python -m pip freeze --exclude hie-node > requirements.lock
+	rm -rf /tmp/hie-lock-venv build *.egg-info
+
+clean:
+	rm -rf $(VENV) data/*.sqlite3* data/static

@@ -1,0 +1,1 @@
+"""The consent registry and decide(), the one place consent decisions are made."""

@@ -1,0 +1,105 @@
+"""Recording audit events: the one function every path that touches patient data calls."""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from hie.audit.models import Action, AuditEvent, ChainHead, ChainVerification, Outcome
+from hie.requestid import get_request_id
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted: a member's API client (and so its organization), a staff user, or the node itself."""
+
+    organization_id: int | None = None
+    api_client_id: int | None = None
+    staff_user_id: int | None = None
+    source_address: str = ""
+
+    @classmethod
+    def from_request(cls, request: object) -> "Actor":
+        client = getattr(request, "api_client", None)
+        user = getattr(request, "user", None)
+        return cls(
+            organization_id=client.organization_id if client else None,
+            api_client_id=client.pk if client else None,
+            staff_user_id=user.pk if user is not None and user.is_authenticated else None,
+            source_address=request.META.get("REMOTE_ADDR", ""),
+        )
+
+
+SYSTEM = Actor()
+
+
+def record_event(
+    *,
+    actor: Actor,
+    action: Action,
+    event_type: str,
+    resource_type: str = "",
+    resource_id: str = "",
+    person_euid: str = "",
+    purpose_of_use: str = "",
+    outcome: Outcome = Outcome.SUCCESS,
+    detail: dict | None = None,
+) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction when there is one."""
+    with transaction.atomic():
+        # Locking the head row orders concurrent writers, so no two events claim the same
+        # predecessor and fork the chain.
+        head, _ = ChainHead.objects.select_for_update().get_or_create(pk=1)
+        event = AuditEvent(
+            sequence=head.last_sequence + 1,
+            recorded_at=timezone.now(),
+            organization_id=actor.organization_id,
+            api_client_id=actor.api_client_id,
+            staff_user_id=actor.staff_user_id,
+            source_address=actor.source_address,
+            action=action,
+            event_type=event_type,
+            resource_type=resource_type,
+            resource_id=str(resource_id),
+            person_euid=person_euid,
+            purpose_of_use=purpose_of_use,
+            outcome=outcome,
+            request_id=get_request_id() or "",
+            detail=detail or {},
+            previous_hash=head.last_hash,
+        )
+        event.row_hash = event.compute_hash()
+        event.save(force_insert=True)
+        head.last_sequence = event.sequence
+        head.last_hash = event.row_hash
+        head.save(update_fields=["last_sequence", "last_hash"])
+    return event
+
+
+def first_broken_event(batch_size: int = 2000) -> tuple[int, int | None]:
+    """Walk the chain in order; return (rows checked, sequence of the first row that does not verify)."""
+    expected_previous = "0" * 64
+    expected_sequence = 1
+    checked = 0
+    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=batch_size):
+        checked += 1
+        if (
+            event.sequence != expected_sequence
+            or event.previous_hash != expected_previous
+            or event.compute_hash() != event.row_hash
+        ):
+            return checked, expected_sequence
+        expected_previous = event.row_hash
+        expected_sequence += 1
+    head = ChainHead.objects.filter(pk=1).first()
+    if head is not None and (head.last_sequence != expected_sequence - 1 or head.last_hash != expected_previous):
+        # Rows were removed from the end of the chain.
+        return checked, expected_sequence
+    return checked, None
+
+
+def verify_chain() -> ChainVerification:
+    checked, broken = first_broken_event()
+    return ChainVerification.objects.create(
+        rows_checked=checked, first_broken_sequence=broken, request_id=get_request_id() or ""
+    )

@@ -1,0 +1,64 @@
+"""Member organizations, the identifier systems they assign, and their API clients."""
+
+from django.conf import settings
+from django.db import models
+from oauth2_provider.models import AbstractApplication
+
+
+class Organization(models.Model):
+    """A member of the exchange: a hospital, clinic or lab."""
+
+    name = models.CharField(max_length=200, unique=True)
+    hl7_facility = models.CharField(
+        max_length=180, unique=True, null=True, blank=True, help_text="HL7 v2 sending facility (MSH-4) code"
+    )
+    fhir_endpoint = models.URLField(blank=True, help_text="FHIR base URL used to fetch documents it holds")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def identifier_system_uris(self) -> list[str]:
+        return [system.uri for system in self.identifier_systems.all()]
+
+
+class IdentifierSystem(models.Model):
+    """A namespace (OID or URI) under which one organization assigns local patient identifiers.
+
+    Each system belongs to exactly one organization: that is what lets the node refuse a
+    client writing identifiers in another member's namespace.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="identifier_systems")
+    uri = models.CharField(max_length=255, unique=True)
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+class ApiClient(AbstractApplication):
+    """An OAuth2 client (client credentials grant) bound to exactly one organization."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="api_clients")
+    allowed_scopes = models.TextField(help_text="Space-separated SMART backend-services scopes")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractApplication.Meta):
+        swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+
+    def is_usable(self, request: object) -> bool:
+        # Checked by the token endpoint and on every bearer token: revocation is immediate.
+        return self.revoked_at is None and self.organization.active
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.allowed_scopes.split()
+
+
+def valid_scopes() -> set[str]:
+    return set(settings.FHIR_SCOPES)

@@ -1,0 +1,22 @@
+"""Reading the member directory."""
+
+from django.db.models import Count, Q
+
+from hie.orgs.models import Organization
+
+
+def active_organizations() -> list[Organization]:
+    return list(Organization.objects.filter(active=True).prefetch_related("identifier_systems"))
+
+
+def organization_by_id(organization_id: int) -> Organization | None:
+    return Organization.objects.filter(pk=organization_id, active=True).prefetch_related("identifier_systems").first()
+
+
+def member_overview() -> list[Organization]:
+    """Organizations with their identifier systems and a count of usable API clients."""
+    return list(
+        Organization.objects.annotate(
+            usable_clients=Count("api_clients", filter=Q(api_clients__revoked_at__isnull=True))
+        ).prefetch_related("identifier_systems")
+    )

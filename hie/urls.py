@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+from oauth2_provider import views as oauth2_views
+
+from hie import health
+from hie.fhir import views as fhir_views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="console:home", permanent=False)),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),  # /metrics
+    path("oauth/token", oauth2_views.TokenView.as_view(), name="token"),
+    path("oauth/revoke_token", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("fhir/Organization", fhir_views.organization_search, name="fhir-organization-search"),
+    path("fhir/Organization/<str:organization_id>", fhir_views.organization_read, name="fhir-organization-read"),
+    path("console/", include("hie.console.urls")),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
+]

@@ -1,0 +1,177 @@
+"""Fixtures shared by the whole suite: members with API clients, tokens, and real services."""
+
+import base64
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+
+from hie.celery import app as celery_app
+from hie.orgs.services import IssuedClient, create_member
+
+ALL_SCOPES = sorted(django_settings.FHIR_SCOPES)
+
+
+def need_service(reason: str) -> None:
+    """Skip for want of a service on a developer machine; in CI that is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must provide it")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tasks_run_inline_unless_a_test_starts_a_worker() -> None:
+    django_settings.CELERY_TASK_ALWAYS_EAGER = True
+    celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def make_member(db):
+    counter = iter(range(1, 10_000))
+
+    def make(
+        name: str | None = None, *, scopes: list[str] | None = None, system: str | None = None, facility: str = ""
+    ) -> IssuedClient:
+        n = next(counter)
+        return create_member(
+            name=name or f"Member {n} {uuid.uuid4().hex[:6]}",
+            identifier_systems=[system or f"urn:oid:2.16.840.1.113883.3.{uuid.uuid4().int % 10**6}.{n}"],
+            scopes=ALL_SCOPES if scopes is None else scopes,
+            hl7_facility=facility,
+        )
+
+    return make
+
+
+def basic_auth(client_id: str, client_secret: str) -> str:
+    pair = f"{client_id}:{client_secret}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
+
+
+@pytest.fixture
+def get_token(client):
+    """Ask the real token endpoint for an access token; returns the parsed response."""
+
+    def get(issued: IssuedClient, scope: str | None = None) -> dict:
+        form = {"grant_type": "client_credentials"}
+        if scope:
+            form["scope"] = scope
+        response = client.post(
+            "/oauth/token", form, HTTP_AUTHORIZATION=basic_auth(issued.client.client_id, issued.client_secret)
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    return get
+
+
+# --- a real Celery worker on Redis -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    url = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError):
+        need_service("Redis is not reachable for the Celery broker")
+    return url
+
+
+def database_url_of_test_database() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(broker_url, django_db_setup, django_db_blocker, tmp_path_factory):
+    """A separate `celery worker` process on the test database, on a queue of its own."""
+    queue = f"hie-test-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    with django_db_blocker.unblock():
+        database_url = database_url_of_test_database()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "DB_CONN_MAX_AGE": "0",
+    }
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hie",
+                "worker",
+                "-Q",
+                queue,
+                "--concurrency=2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=django_settings.BASE_DIR,
+        )
+    deadline = time.monotonic() + 60
+    while " ready." not in log_path.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    try:
+        yield {"log_path": log_path, "queue": queue, "broker_url": broker_url, "process": worker}
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process):
+    """Send this test's tasks to the real worker instead of running them inline.
+
+    Yields the path of the worker's log file (JSON lines).
+    """
+    previous = (celery_app.conf.broker_url, celery_app.conf.task_default_queue)
+    celery_app.conf.broker_url = celery_worker_process["broker_url"]
+    celery_app.conf.task_default_queue = celery_worker_process["queue"]
+    celery_app.conf.task_always_eager = False
+    django_settings.CELERY_TASK_ALWAYS_EAGER = False
+    try:
+        yield celery_worker_process["log_path"]
+    finally:
+        celery_app.conf.task_always_eager = True
+        django_settings.CELERY_TASK_ALWAYS_EAGER = True
+        celery_app.conf.broker_url, celery_app.conf.task_default_queue = previous
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
+    """Poll until predicate() is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail("timed out waiting for the condition")
