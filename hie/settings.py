@@ -29,12 +29,20 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def env_number(name: str, default: float, cast: type = int) -> float:
     value = os.environ.get(name)
     try:
-        return int(value) if value else default
+        return cast(value) if value else default
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a whole number") from exc
+        raise ImproperlyConfigured(f"{name} must be a {'whole ' if cast is int else ''}number") from exc
+
+
+def env_int(name: str, default: int) -> int:
+    return env_number(name, default, int)
+
+
+def env_float(name: str, default: float) -> float:
+    return env_number(name, default, float)
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -120,17 +128,19 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "hie.sqlite3",
-            # A second writer would otherwise fail at once with "database is locked":
-            # IMMEDIATE takes the write lock at BEGIN, WAL lets readers continue.
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
             # A file, not memory, so a Celery worker process can share the test database.
             "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A second writer would otherwise fail at once with "database is locked": IMMEDIATE takes
+    # the write lock at BEGIN and waits up to the timeout for it; WAL lets readers continue.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -231,7 +241,18 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "hie")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {"task": "hie.audit.tasks.verify_audit_chain", "schedule": 3600.0},
+    "sweep-pending-matches": {"task": "matching.tasks.sweep_pending_matches", "schedule": 60.0},
 }
+
+# Matching: a pair's match probability at or above the first links automatically; between the
+# two opens a review task; below the second starts a new person. docs/benchmarks.md reports the
+# precision, recall and review load that choices of these give.
+MATCH_AUTO_LINK_THRESHOLD = env_float("MATCH_AUTO_LINK_THRESHOLD", 0.95)
+MATCH_REVIEW_THRESHOLD = env_float("MATCH_REVIEW_THRESHOLD", 0.50)
+MATCH_POSSIBLE_THRESHOLD = env_float("MATCH_POSSIBLE_THRESHOLD", 0.05)  # $match grade "possible"
+MATCH_BLOCK_CAP = env_int("MATCH_BLOCK_CAP", 500)  # larger blocks are skipped and reported
+if not 0 < MATCH_REVIEW_THRESHOLD <= MATCH_AUTO_LINK_THRESHOLD < 1:
+    raise ImproperlyConfigured("need 0 < MATCH_REVIEW_THRESHOLD <= MATCH_AUTO_LINK_THRESHOLD < 1")
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {

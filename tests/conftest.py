@@ -26,8 +26,15 @@ def need_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+TEST_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+TEST_QUEUE = f"hie-test-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _tasks_run_inline_unless_a_test_starts_a_worker() -> None:
+    # Broker and queue are fixed before the first task is sent: Celery caches its routing.
+    celery_app.conf.broker_url = TEST_BROKER_URL
+    celery_app.conf.task_default_queue = TEST_QUEUE
     django_settings.CELERY_TASK_ALWAYS_EAGER = True
     celery_app.conf.task_always_eager = True
 
@@ -77,12 +84,11 @@ def get_token(client):
 
 @pytest.fixture(scope="session")
 def broker_url() -> str:
-    url = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        redis.Redis.from_url(TEST_BROKER_URL, socket_connect_timeout=2).ping()
     except (redis.RedisError, OSError):
         need_service("Redis is not reachable for the Celery broker")
-    return url
+    return TEST_BROKER_URL
 
 
 def database_url_of_test_database() -> str:
@@ -97,7 +103,7 @@ def database_url_of_test_database() -> str:
 @pytest.fixture(scope="session")
 def celery_worker_process(broker_url, django_db_setup, django_db_blocker, tmp_path_factory):
     """A separate `celery worker` process on the test database, on a queue of its own."""
-    queue = f"hie-test-{uuid.uuid4().hex[:8]}"
+    queue = TEST_QUEUE
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with django_db_blocker.unblock():
         database_url = database_url_of_test_database()
@@ -153,9 +159,6 @@ def celery_worker(celery_worker_process):
 
     Yields the path of the worker's log file (JSON lines).
     """
-    previous = (celery_app.conf.broker_url, celery_app.conf.task_default_queue)
-    celery_app.conf.broker_url = celery_worker_process["broker_url"]
-    celery_app.conf.task_default_queue = celery_worker_process["queue"]
     celery_app.conf.task_always_eager = False
     django_settings.CELERY_TASK_ALWAYS_EAGER = False
     try:
@@ -163,7 +166,6 @@ def celery_worker(celery_worker_process):
     finally:
         celery_app.conf.task_always_eager = True
         django_settings.CELERY_TASK_ALWAYS_EAGER = True
-        celery_app.conf.broker_url, celery_app.conf.task_default_queue = previous
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):

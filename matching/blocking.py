@@ -1,0 +1,67 @@
+"""Blocking: the keys under which a record is filed, so candidates are one indexed query away.
+
+Several independent passes, so that a typo in one field does not hide a true match: a
+candidate only has to share one key. Keys hold no readable PHI: values are hashed.
+"""
+
+import hashlib
+
+# The passes, named in the key so an oversized block can be reported by pass.
+PASSES = (
+    "ssn",  # full valid SSN
+    "phone",  # any phone, E.164
+    "email",
+    "dob",  # birth date with day and month in sorted order: also finds day/month transpositions
+    "fam_year",  # phonetic family name + birth year
+    "fam_given",  # phonetic family name + nickname root of the given name (birth date typos)
+    "given_postal",  # phonetic given name + postal code (family name changes)
+    "addr",  # street line + postal code (household, with the name comparison deciding)
+)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def _dob_sorted(birth_date: str) -> str:
+    if len(birth_date) != 8:
+        return ""
+    month, day = birth_date[4:6], birth_date[6:8]
+    return birth_date[:4] + min(month, day) + max(month, day)
+
+
+def given_root(norm: dict) -> str:
+    """One stable representative of the given name's nickname group (the first formal name)."""
+    group = norm.get("given_group") or []
+    return group[0] if group else ""
+
+
+def blocking_keys(norm: dict) -> list[str]:
+    values: dict[str, list[str]] = {
+        "ssn": [norm["ssn"]] if norm.get("ssn") else [],
+        "phone": list(norm.get("phones") or []),
+        "email": [norm["email"]] if norm.get("email") else [],
+        "dob": [_dob_sorted(norm.get("birth_date", ""))],
+        "fam_year": [],
+        "fam_given": [],
+        "given_postal": [],
+        "addr": [],
+    }
+    year = norm.get("birth_date", "")[:4]
+    family_codes = [code for code in (norm.get("family_sx"), norm.get("family_sx_last")) if code]
+    for code in family_codes:
+        if year:
+            values["fam_year"].append(f"{code}|{year}")
+        group = norm.get("given_group") or []
+        for name in group:
+            values["fam_given"].append(f"{code}|{name}")
+    if norm.get("given_sx") and norm.get("postal"):
+        values["given_postal"].append(f"{norm['given_sx']}|{norm['postal']}")
+    if norm.get("address") and norm.get("postal"):
+        values["addr"].append(f"{norm['address']}|{norm['postal']}")
+    keys = {f"{name}:{_digest(value)}" for name, items in values.items() for value in items if value}
+    return sorted(keys)
+
+
+def pass_of(key: str) -> str:
+    return key.split(":", 1)[0]

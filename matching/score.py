@@ -1,0 +1,175 @@
+"""Fellegi-Sunter scoring: agreement levels to match weights, a probability, and an explanation.
+
+A model is a set of m-probabilities (how often true matches show each agreement level) and
+u-probabilities (how often non-matches do) per field, the prior probability that two random
+records match, and term frequencies of names, so agreeing on a rare surname counts more than
+agreeing on "Smith". Registrar rules then cap what the arithmetic may conclude: twins and
+Jr/Sr pairs are never linked automatically.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+from matching.compare import FIELD_INDEX, FIELDS, MISSING, RecordTable, compare, level_of
+
+# Starting parameters, used until a model has been trained on the node's own data.
+DEFAULT_M = {
+    "given": [0.03, 0.01, 0.03, 0.05, 0.03, 0.85],
+    "family": [0.03, 0.02, 0.05, 0.05, 0.85],
+    "middle": [0.10, 0.20, 0.70],
+    "birth_date": [0.02, 0.01, 0.05, 0.01, 0.91],
+    "sex": [0.02, 0.98],
+    "ssn": [0.02, 0.02, 0.04, 0.92],
+    "phone": [0.30, 0.70],
+    "email": [0.30, 0.70],
+    "address": [0.30, 0.03, 0.07, 0.60],
+    "city": [0.20, 0.80],
+    "postal": [0.25, 0.75],
+    "suffix": [0.05, 0.95],
+}
+DEFAULT_U = {
+    "given": [0.93, 0.004, 0.04, 0.01, 0.006, 0.01],
+    "family": [0.95, 0.03, 0.008, 0.002, 0.01],
+    "middle": [0.85, 0.10, 0.05],
+    "birth_date": [0.97, 0.025, 0.004, 0.00005, 0.0003],
+    "sex": [0.50, 0.50],
+    "ssn": [0.99989, 0.0001, 0.000009, 0.000001],
+    "phone": [0.9999, 0.0001],
+    "email": [0.99999, 0.00001],
+    "address": [0.99, 0.008, 0.001, 0.001],
+    "city": [0.95, 0.05],
+    "postal": [0.98, 0.02],
+    "suffix": [0.30, 0.70],
+}
+DEFAULT_PRIOR = 1e-5
+TF_FIELDS = ("given", "family")
+
+# Rules a registrar would insist on, applied after the arithmetic.
+RULE_TWINS = "twins"  # same family name and birth date, clearly different given names
+RULE_GENERATION = "generation"  # Jr and Sr (or II and III) are different people
+RULE_SEX_WITH_SAME_BIRTH = "different_sex_same_birth"  # possibly twins: a person decides
+REJECT_CAP = 0.01
+
+
+def default_parameters() -> dict:
+    return {"m": DEFAULT_M, "u": DEFAULT_U, "prior": DEFAULT_PRIOR, "tf": {}, "tf_floor": None}
+
+
+def auto_link_threshold() -> float:
+    return settings.MATCH_AUTO_LINK_THRESHOLD
+
+
+def review_threshold() -> float:
+    return settings.MATCH_REVIEW_THRESHOLD
+
+
+def grade(probability: float) -> str:
+    """The IHE PDQm / FHIR match-grade of a score."""
+    if probability >= auto_link_threshold():
+        return "certain"
+    if probability >= review_threshold():
+        return "probable"
+    if probability >= settings.MATCH_POSSIBLE_THRESHOLD:
+        return "possible"
+    return "certainly-not"
+
+
+@dataclass
+class ScoredPairs:
+    levels: np.ndarray  # (pairs, fields) agreement levels
+    weights: np.ndarray  # (pairs, fields) log2 Bayes factors; 0 where a side is missing
+    probability: np.ndarray  # (pairs,) after rules
+    rules: list[list[str]] = field(default_factory=list)  # rules that capped each pair
+
+
+class Scorer:
+    """A model's parameters turned into weight tables, ready to score any number of pairs."""
+
+    def __init__(self, parameters: dict, version: int | None = None) -> None:
+        self.version = version
+        self.parameters = parameters
+        self.prior_weight = math.log2(parameters["prior"] / (1 - parameters["prior"]))
+        self.tables = []
+        for f in FIELDS:
+            m = np.asarray(parameters["m"][f.name], dtype=float)
+            u = np.asarray(parameters["u"][f.name], dtype=float)
+            # index len(levels) is MISSING (-1 wraps to the last slot): no evidence either way
+            self.tables.append(np.append(np.log2(m / u), 0.0))
+        self.tf = {name: parameters.get("tf", {}).get(name, {}) for name in TF_FIELDS}
+        self.tf_floor = parameters.get("tf_floor")
+
+    def _tf_weights(self, table: RecordTable, field_name: str, index: np.ndarray) -> np.ndarray:
+        """log2(m_exact / tf(value)) for the value each pair agrees on."""
+        frequencies = self.tf[field_name]
+        values = getattr(table, field_name)[index]
+        tf = np.array([frequencies.get(v, self.tf_floor) for v in values], dtype=float)
+        m_exact = self.parameters["m"][field_name][-1]
+        return np.log2(m_exact / tf)
+
+    def weigh(self, table: RecordTable, left: np.ndarray, right: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        weights = np.zeros(levels.shape, dtype=float)
+        for i, table_of_field in enumerate(self.tables):
+            weights[:, i] = table_of_field[levels[:, i]]
+        if self.tf_floor:
+            for name in TF_FIELDS:
+                col = FIELD_INDEX[name]
+                exact = np.flatnonzero(levels[:, col] == len(FIELDS[col].levels) - 1)
+                if len(exact):
+                    weights[exact, col] = self._tf_weights(table, name, np.asarray(left)[exact])
+        return weights
+
+    def score(self, table: RecordTable, left: np.ndarray, right: np.ndarray) -> ScoredPairs:
+        levels = compare(table, left, right)
+        weights = self.weigh(table, left, right, levels)
+        total = self.prior_weight + weights.sum(axis=1)
+        probability = 1.0 / (1.0 + np.exp2(-np.clip(total, -60, 60)))
+        probability, rules = apply_rules(levels, probability)
+        return ScoredPairs(levels=levels, weights=weights, probability=probability, rules=rules)
+
+    def explain(self, scored: ScoredPairs, i: int) -> dict:
+        """What each field contributed to pair i, for reviewers and for the stored link."""
+        fields = []
+        for j, f in enumerate(FIELDS):
+            level = int(scored.levels[i, j])
+            fields.append(
+                {
+                    "field": f.name,
+                    "level": "missing" if level == MISSING else f.levels[level],
+                    "weight": round(float(scored.weights[i, j]), 2),
+                }
+            )
+        return {
+            "model_version": self.version,
+            "prior_weight": round(self.prior_weight, 2),
+            "fields": fields,
+            "rules": scored.rules[i],
+            "probability": round(float(scored.probability[i]), 6),
+        }
+
+
+def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """Cap the probability where a registrar's rule says the arithmetic must not decide."""
+    family = levels[:, FIELD_INDEX["family"]]
+    birth = levels[:, FIELD_INDEX["birth_date"]]
+    given = levels[:, FIELD_INDEX["given"]]
+    suffix = levels[:, FIELD_INDEX["suffix"]]
+    sex = levels[:, FIELD_INDEX["sex"]]
+    same_family_and_birth = (family >= level_of("family", "shared_part")) & (birth == level_of("birth_date", "exact"))
+    twins = same_family_and_birth & (given == level_of("given", "different"))
+    generation = suffix == level_of("suffix", "different")
+    sex_differs = same_family_and_birth & (sex == level_of("sex", "different"))
+
+    probability = probability.copy()
+    reject = twins | generation
+    probability[reject] = np.minimum(probability[reject], REJECT_CAP)
+    review_cap = np.nextafter(auto_link_threshold(), 0)
+    probability[sex_differs] = np.minimum(probability[sex_differs], review_cap)
+
+    rules: list[list[str]] = [[] for _ in range(len(probability))]
+    for mask, name in ((twins, RULE_TWINS), (generation, RULE_GENERATION), (sex_differs, RULE_SEX_WITH_SAME_BIRTH)):
+        for i in np.flatnonzero(mask):
+            rules[i].append(name)
+    return probability, rules

@@ -1,0 +1,514 @@
+"""Changes to the master patient index: registering records, matching them, linking, merging,
+splitting and undoing. Every link change is written as a LinkChange with its LinkEvents."""
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from hie.audit.models import Action
+from hie.audit.services import SYSTEM, Actor, record_event
+from hie.exceptions import Forbidden, UnknownResource, ValidationFailed
+from hie.orgs.models import Organization
+from matching.blocking import blocking_keys
+from matching.compare import RecordTable
+from matching.locks import lock_blocking_keys
+from matching.models import (
+    BlockingKey,
+    ChangeKind,
+    Link,
+    LinkChange,
+    LinkEvent,
+    LinkSource,
+    LinkState,
+    MatchState,
+    PairLabel,
+    PatientRecord,
+    Person,
+    PersonStatus,
+    ReviewCandidate,
+    ReviewStatus,
+    ReviewTask,
+    Source,
+)
+from matching.normalize import normalise
+from matching.score import auto_link_threshold, review_threshold
+from matching.selectors import (
+    CURRENT_STATES,
+    active_scorer,
+    current_link,
+    find_candidates,
+    records_of_person,
+    refused_persons,
+)
+from matching.survivorship import build_golden_record
+
+logger = logging.getLogger(__name__)
+REVIEW_CANDIDATES = 5
+
+
+@dataclass(frozen=True)
+class Demographics:
+    """What a member says about a patient, in the node's terms (FHIR, HL7 and CSV map into this)."""
+
+    given_name: str = ""
+    middle_name: str = ""
+    family_name: str = ""
+    suffix: str = ""
+    previous_family_names: tuple[str, ...] = ()
+    sex: str = "unknown"
+    birth_date: date | None = None
+    ssn: str = ""
+    phones: tuple[str, ...] = ()
+    email: str = ""
+    address_line: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+
+    def as_fields(self) -> dict:
+        values = asdict(self)
+        values["previous_family_names"] = list(self.previous_family_names)
+        values["phones"] = list(self.phones)
+        return values
+
+
+@dataclass
+class Registration:
+    record: PatientRecord
+    created: bool
+    changed: bool
+
+
+def check_namespace(organization: Organization, identifier_system: str) -> None:
+    if identifier_system not in organization.identifier_system_uris:
+        raise Forbidden("a member may only register identifiers under its own identifier systems")
+
+
+@transaction.atomic
+def register_record(
+    *,
+    organization: Organization,
+    identifier_system: str,
+    local_id: str,
+    demographics: Demographics,
+    source: Source,
+) -> Registration:
+    """Store a member's registration (create or update) and queue it for matching after commit."""
+    check_namespace(organization, identifier_system)
+    if not local_id or not local_id.strip():
+        raise ValidationFailed("the patient's local identifier is empty")
+    fields = demographics.as_fields()
+    record = (
+        PatientRecord.objects.select_for_update()
+        .filter(organization=organization, identifier_system=identifier_system, local_id=local_id)
+        .first()
+    )
+    created = record is None
+    if created:
+        record = PatientRecord(
+            organization=organization, identifier_system=identifier_system, local_id=local_id, source=source
+        )
+    elif record.active and all(getattr(record, name) == value for name, value in fields.items()):
+        return Registration(record=record, created=False, changed=False)
+    else:
+        record.version += 1
+        record.active = True
+    for name, value in fields.items():
+        setattr(record, name, value)
+    record.source = source
+    record.norm = normalise(**fields)
+    record.match_state = MatchState.PENDING
+    record.save()
+    replace_blocking_keys(record)
+    enqueue_match(record.pk)
+    return Registration(record=record, created=created, changed=True)
+
+
+def replace_blocking_keys(record: PatientRecord) -> None:
+    BlockingKey.objects.filter(record=record).delete()
+    BlockingKey.objects.bulk_create(BlockingKey(record=record, key=key) for key in blocking_keys(record.norm))
+
+
+def enqueue_match(record_id: int) -> None:
+    from matching.tasks import match_record_task
+
+    match_record_task.delay_on_commit(record_id)
+
+
+# --- matching one record -------------------------------------------------------------------
+
+
+@dataclass
+class MatchOutcome:
+    decision: str  # "linked", "review", "new_person", "unchanged", "manual", "inactive"
+    person_id: int | None
+    probability: float | None = None
+    oversized_passes: dict = field(default_factory=dict)
+
+
+@dataclass
+class PersonScore:
+    person_id: int
+    probability: float
+    explanation: dict
+    record_id: int
+
+
+def score_against_candidates(norm: dict, candidates: list, excluded_persons: set[int]) -> list[PersonScore]:
+    """Score a record against candidate records; the best pair stands for each candidate person."""
+    candidates = [c for c in candidates if c.person_id not in excluded_persons]
+    if not candidates:
+        return []
+    scorer = active_scorer()
+    table = RecordTable([norm] + [c.norm for c in candidates])
+    left = np.zeros(len(candidates), dtype=np.int64)
+    right = np.arange(1, len(candidates) + 1)
+    scored = scorer.score(table, left, right)
+    best: dict[int, PersonScore] = {}
+    for i, candidate in enumerate(candidates):
+        probability = float(scored.probability[i])
+        held = best.get(candidate.person_id)
+        if held is None or probability > held.probability:
+            best[candidate.person_id] = PersonScore(
+                candidate.person_id, probability, scorer.explain(scored, i), candidate.record_id
+            )
+    return sorted(best.values(), key=lambda s: s.probability, reverse=True)
+
+
+def decide(best_probability: float | None) -> str:
+    """The one place a score becomes an action."""
+    if best_probability is not None and best_probability >= auto_link_threshold():
+        return "linked"
+    if best_probability is not None and best_probability >= review_threshold():
+        return "review"
+    return "new_person"
+
+
+@transaction.atomic
+def match_record(record_id: int) -> MatchOutcome:
+    """Match one record: link it, open a review, or start a new person. Safe to run twice."""
+    # Locking the record row serialises two tasks for the same record.
+    record = PatientRecord.objects.select_for_update().filter(pk=record_id).first()
+    if record is None:
+        raise UnknownResource("no such record")
+    keys = list(record.blocking_keys.values_list("key", flat=True))
+    lock_blocking_keys(keys)
+    current = current_link(record.pk)
+    if not record.active:
+        record.match_state = MatchState.DONE
+        record.save(update_fields=["match_state"])
+        return MatchOutcome("inactive", None)
+    if current is not None and current.source == LinkSource.MANUAL:
+        # People decided this record's person; automatic matching never overrides them.
+        _finish(record, [current.person_id])
+        return MatchOutcome("manual", current.person_id)
+
+    scorer = active_scorer()
+    found = find_candidates(record.pk, keys)
+    if found.oversized_passes:
+        logger.info("oversized blocks skipped", extra={"record": record.pk, "passes": found.oversized_passes})
+    ranked = score_against_candidates(record.norm, found.records, refused_persons(record.pk))
+    best = ranked[0] if ranked else None
+    decision = decide(best.probability if best else None)
+
+    if decision == "new_person":
+        if current is not None and _only_record_of(current.person_id, record.pk):
+            current.state, current.score, current.contributions = LinkState.MATCH, None, {}
+            current.model_version = scorer.version
+            current.save()
+            _cancel_open_reviews(record)
+            _finish(record, [current.person_id])
+            return MatchOutcome("unchanged", current.person_id, None, found.oversized_passes)
+        target = Person.objects.create()
+        state, probability, explanation = LinkState.MATCH, None, {}
+    else:
+        target = Person.objects.get(pk=best.person_id)
+        state = LinkState.MATCH if decision == "linked" else LinkState.POSSIBLE_MATCH
+        probability, explanation = best.probability, best.explanation
+
+    if current is not None and current.person_id == target.pk and current.state == state:
+        current.score, current.contributions, current.model_version = probability, explanation, scorer.version
+        current.save()
+        _finish(record, [target.pk])
+        return MatchOutcome("unchanged", target.pk, probability, found.oversized_passes)
+
+    change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=decision)
+    affected = _move_current_link(
+        change,
+        record,
+        target,
+        state=state,
+        source=LinkSource.AUTO,
+        score=probability,
+        contributions=explanation,
+        model_version=scorer.version,
+    )
+    _cancel_open_reviews(record)
+    if decision == "review":
+        _open_review(record, ranked[:REVIEW_CANDIDATES])
+    _finish(record, affected)
+    return MatchOutcome(decision, target.pk, probability, found.oversized_passes)
+
+
+def _only_record_of(person_id: int, record_id: int) -> bool:
+    return not Link.objects.filter(person_id=person_id, state__in=CURRENT_STATES).exclude(record_id=record_id).exists()
+
+
+def _finish(record: PatientRecord, person_ids: list[int]) -> None:
+    record.match_state = MatchState.DONE
+    record.save(update_fields=["match_state"])
+    refresh_golden_records(person_ids)
+
+
+def _open_review(record: PatientRecord, ranked: list[PersonScore]) -> ReviewTask:
+    task = ReviewTask.objects.create(record=record, top_score=ranked[0].probability)
+    ReviewCandidate.objects.bulk_create(
+        ReviewCandidate(task=task, person_id=s.person_id, score=s.probability, explanation=s.explanation)
+        for s in ranked
+    )
+    return task
+
+
+def _cancel_open_reviews(record: PatientRecord) -> None:
+    ReviewTask.objects.filter(record=record, status=ReviewStatus.OPEN).update(
+        status=ReviewStatus.CANCELLED, decided_at=timezone.now()
+    )
+
+
+def _move_current_link(
+    change: LinkChange,
+    record: PatientRecord,
+    person: Person | None,
+    *,
+    state: str = LinkState.MATCH,
+    source: str = LinkSource.AUTO,
+    score: float | None = None,
+    contributions: dict | None = None,
+    model_version: int | None = None,
+) -> list[int]:
+    """Point the record's current link at `person` (None: no current link), write the event,
+    and retire a person left without records. Returns the ids of the persons affected."""
+    current = current_link(record.pk)
+    event = LinkEvent(
+        change=change,
+        record=record,
+        person_before_id=current.person_id if current else None,
+        state_before=current.state if current else "",
+        source_before=current.source if current else "",
+        score_before=current.score if current else None,
+        contributions_before=current.contributions if current else {},
+        model_version_before=current.model_version if current else None,
+        person_after=person,
+        state_after=state if person else "",
+        source_after=source if person else "",
+        score_after=score if person else None,
+    )
+    event.save()
+    if current is not None:
+        current.delete()
+    if person is not None:
+        # A NO_MATCH link to the same person gives way to the new decision.
+        Link.objects.filter(record=record, person=person).delete()
+        Link.objects.create(
+            record=record,
+            person=person,
+            state=state,
+            source=source,
+            score=score,
+            contributions=contributions or {},
+            model_version=model_version,
+        )
+    affected = [p for p in (event.person_before_id, person.pk if person else None) if p]
+    if event.person_before_id and (person is None or event.person_before_id != person.pk):
+        _retire_if_empty(change, event.person_before_id)
+    return affected
+
+
+def _retire_if_empty(change: LinkChange, person_id: int) -> None:
+    if not Link.objects.filter(person_id=person_id, state__in=CURRENT_STATES).exists():
+        Person.objects.filter(pk=person_id, status=PersonStatus.ACTIVE).update(status=PersonStatus.RETIRED)
+        if change.retired_person_id is None:
+            change.retired_person_id = person_id
+            change.save(update_fields=["retired_person"])
+
+
+def refresh_golden_records(person_ids: list[int]) -> None:
+    for person_id in set(person_ids):
+        golden = build_golden_record(records_of_person(person_id))
+        Person.objects.filter(pk=person_id).update(golden=golden, updated_at=timezone.now())
+
+
+# --- what staff do -------------------------------------------------------------------------
+
+
+def _audit(actor: Actor, event_type: str, person: Person, detail: dict | None = None) -> None:
+    record_event(actor=actor, action=Action.UPDATE, event_type=event_type, resource_type="Patient",
+                 person_euid=person.euid, detail=detail or {})  # fmt: skip
+
+
+@transaction.atomic
+def link_record(*, record: PatientRecord, person: Person, actor: Actor, reason: str,
+                kind: ChangeKind = ChangeKind.MANUAL_LINK) -> LinkChange:  # fmt: skip
+    """Staff say this record is this person: a manual link that automatic matching will keep."""
+    if person.status != PersonStatus.ACTIVE:
+        raise ValidationFailed("that person was retired; link to the person it was merged into")
+    change = LinkChange.objects.create(kind=kind, staff_user_id=actor.staff_user_id, reason=reason)
+    affected = _move_current_link(change, record, person, state=LinkState.MATCH, source=LinkSource.MANUAL)
+    _cancel_open_reviews(record)
+    refresh_golden_records(affected)
+    _audit(actor, "record-link", person, {"change": change.pk})
+    return change
+
+
+@transaction.atomic
+def merge_persons(*, survivor: Person, retired: Person, actor: Actor, reason: str) -> LinkChange:
+    """Move every record of `retired` to `survivor`; `retired` points at the survivor from now on."""
+    if survivor.pk == retired.pk:
+        raise ValidationFailed("a person cannot be merged into itself")
+    locked = {p.pk: p for p in Person.objects.select_for_update().filter(pk__in=[survivor.pk, retired.pk])}
+    if any(p.status != PersonStatus.ACTIVE for p in locked.values()):
+        raise ValidationFailed("both persons must be active to merge")
+    change = LinkChange.objects.create(
+        kind=ChangeKind.MERGE,
+        staff_user_id=actor.staff_user_id,
+        reason=reason,
+        survivor=survivor,
+        retired_person=retired,
+    )
+    for record in records_of_person(retired.pk):
+        _move_current_link(change, record, survivor, state=LinkState.MATCH, source=LinkSource.MANUAL)
+        _cancel_open_reviews(record)
+    Person.objects.filter(pk=retired.pk).update(status=PersonStatus.RETIRED, merged_into=survivor)
+    refresh_golden_records([survivor.pk, retired.pk])
+    _audit(actor, "person-merge", survivor, {"change": change.pk, "retired": retired.euid})
+    return change
+
+
+@transaction.atomic
+def unlink_record(*, record: PatientRecord, actor: Actor, reason: str) -> LinkChange:
+    """Split a record off its person into a new person, and remember it is not that person."""
+    if not reason.strip():
+        raise ValidationFailed("a reason is required to split a record off")
+    current = current_link(record.pk)
+    if current is None:
+        raise ValidationFailed("the record is not linked to a person")
+    if _only_record_of(current.person_id, record.pk):
+        raise ValidationFailed("the record is the person's only record; there is nothing to split")
+    old_person = current.person
+    change = LinkChange.objects.create(kind=ChangeKind.UNLINK, staff_user_id=actor.staff_user_id, reason=reason)
+    new_person = Person.objects.create()
+    _move_current_link(change, record, new_person, state=LinkState.MATCH, source=LinkSource.MANUAL)
+    Link.objects.create(record=record, person=old_person, state=LinkState.NO_MATCH, source=LinkSource.MANUAL)
+    _cancel_open_reviews(record)
+    refresh_golden_records([old_person.pk, new_person.pk])
+    _audit(actor, "record-unlink", old_person, {"change": change.pk, "new_person": new_person.euid})
+    return change
+
+
+@transaction.atomic
+def undo_change(*, change: LinkChange, actor: Actor, reason: str) -> LinkChange:
+    """Put every link the change touched back as it was, and bring back a person it retired."""
+    change = LinkChange.objects.select_for_update().get(pk=change.pk)
+    if hasattr(change, "undone_by"):
+        raise ValidationFailed("this change was undone already")
+    if change.kind == ChangeKind.UNDO:
+        raise ValidationFailed("an undo is not undone; make the change again instead")
+    events = list(change.events.select_related("record").order_by("-pk"))
+    for event in events:
+        current = current_link(event.record_id)
+        if (current.person_id if current else None) != event.person_after_id:
+            raise ValidationFailed("a later change touched these records; undo that one first")
+    undo = LinkChange.objects.create(
+        kind=ChangeKind.UNDO, staff_user_id=actor.staff_user_id, reason=reason, undoes=change
+    )
+    if change.retired_person_id:
+        Person.objects.filter(pk=change.retired_person_id).update(status=PersonStatus.ACTIVE, merged_into=None)
+    affected = set()
+    for event in events:
+        if change.kind == ChangeKind.UNLINK and event.person_before_id:
+            Link.objects.filter(
+                record=event.record, person_id=event.person_before_id, state=LinkState.NO_MATCH
+            ).delete()
+        before = Person.objects.get(pk=event.person_before_id) if event.person_before_id else None
+        affected.update(
+            _move_current_link(
+                undo,
+                event.record,
+                before,
+                state=event.state_before or LinkState.MATCH,
+                source=event.source_before or LinkSource.AUTO,
+                score=event.score_before,
+                contributions=event.contributions_before,
+                model_version=event.model_version_before,
+            )
+        )
+    refresh_golden_records(list(affected))
+    record_event(actor=actor, action=Action.UPDATE, event_type="link-change-undo", resource_type="Patient",
+                 detail={"change": change.pk, "undo": undo.pk})  # fmt: skip
+    return undo
+
+
+@transaction.atomic
+def decide_review(*, task: ReviewTask, same_person: Person | None, actor: Actor) -> ReviewTask:
+    """Record a reviewer's decision: the record is `same_person`, or (None) none of the candidates.
+
+    The decision becomes labels (pairs of records) that evaluate and re-train the model.
+    """
+    task = ReviewTask.objects.select_for_update().get(pk=task.pk)
+    if task.status != ReviewStatus.OPEN:
+        raise ValidationFailed("this review was decided already")
+    record = task.record
+    candidate_ids = list(task.candidates.values_list("person_id", flat=True))
+    labels = []
+    if same_person is not None:
+        if same_person.pk not in candidate_ids:
+            raise ValidationFailed("that person is not a candidate of this review")
+        link_record(record=record, person=same_person, actor=actor, reason="review: same person",
+                    kind=ChangeKind.REVIEW_DECISION)  # fmt: skip
+        labels += [(record.pk, r.pk, True) for r in records_of_person(same_person.pk) if r.pk != record.pk]
+        task.status, task.decided_person = ReviewStatus.SAME, same_person
+    else:
+        current = current_link(record.pk)
+        change = LinkChange.objects.create(
+            kind=ChangeKind.REVIEW_DECISION, staff_user_id=actor.staff_user_id, reason="review: not the same person"
+        )
+        if current is not None and current.person_id in candidate_ids:
+            _move_current_link(change, record, Person.objects.create(), state=LinkState.MATCH,
+                               source=LinkSource.MANUAL)  # fmt: skip
+        elif current is not None:
+            current.source = LinkSource.MANUAL
+            current.save(update_fields=["source"])
+        for person_id in candidate_ids:
+            labels += [(record.pk, r.pk, False) for r in records_of_person(person_id)]
+            Link.objects.update_or_create(
+                record=record,
+                person_id=person_id,
+                defaults={"state": LinkState.NO_MATCH, "source": LinkSource.MANUAL},
+            )
+        refresh_golden_records(candidate_ids + ([current.person_id] if current else []))
+        task.status = ReviewStatus.DIFFERENT
+    for a, b, is_match in labels:
+        low, high = sorted((a, b))
+        PairLabel.objects.update_or_create(
+            record_a_id=low, record_b_id=high, defaults={"is_match": is_match, "decided_by_id": actor.staff_user_id}
+        )
+    task.decided_by_id, task.decided_at = actor.staff_user_id, timezone.now()
+    task.save()
+    return task
+
+
+@transaction.atomic
+def retire_record(*, record: PatientRecord, actor: Actor = SYSTEM) -> None:
+    """The member withdrew the registration: keep it in history, take it out of its person."""
+    record = PatientRecord.objects.select_for_update().get(pk=record.pk)
+    record.active = False
+    record.version += 1
+    record.save(update_fields=["active", "version", "updated_at"])
+    if current_link(record.pk) is not None:
+        change = LinkChange.objects.create(kind=ChangeKind.RETIRE_RECORD, reason="withdrawn by the member")
+        refresh_golden_records(_move_current_link(change, record, None))
+    _cancel_open_reviews(record)

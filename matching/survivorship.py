@@ -1,0 +1,56 @@
+"""The golden record of a person, derived from its linked records.
+
+Survivorship rules: single-valued fields (name, sex, birth date, address) take the most
+recently updated non-empty value from the most trusted source (registrations from members'
+live systems, FHIR and HL7, before bulk CSV loads); names, identifiers, phones and emails are
+kept as lists of every distinct value. The SSN never enters the golden record.
+"""
+
+from matching.models import PatientRecord, Source
+
+SOURCE_TRUST = {Source.FHIR: 2, Source.HL7: 2, Source.CSV: 1}
+
+
+def _ranked(records: list[PatientRecord]) -> list[PatientRecord]:
+    return sorted(records, key=lambda r: (SOURCE_TRUST.get(r.source, 0), r.updated_at), reverse=True)
+
+
+def _first(records: list[PatientRecord], attribute: str) -> object:
+    return next((getattr(r, attribute) for r in records if getattr(r, attribute)), None)
+
+
+def build_golden_record(records: list[PatientRecord]) -> dict:
+    ranked = _ranked([r for r in records if r.active])
+    if not ranked:
+        return {}
+    names = []
+    for r in ranked:
+        name = {"given": r.given_name, "middle": r.middle_name, "family": r.family_name, "suffix": r.suffix}
+        if (r.given_name or r.family_name) and name not in names:
+            names.append(name)
+        for previous in r.previous_family_names:
+            old = {**name, "family": previous, "use": "old"}
+            if old not in names:
+                names.append(old)
+    sex = next((r.sex for r in ranked if r.sex and r.sex != "unknown"), "unknown")
+    birth_date = _first(ranked, "birth_date")
+    address_record = next((r for r in ranked if r.address_line or r.city or r.postal_code), None)
+    return {
+        "names": names,
+        "sex": sex,
+        "birth_date": birth_date.isoformat() if birth_date else None,
+        "phones": sorted({p for r in ranked for p in r.norm.get("phones", [])}),
+        "emails": sorted({r.norm["email"] for r in ranked if r.norm.get("email")}),
+        "address": {
+            "line": address_record.address_line,
+            "city": address_record.city,
+            "state": address_record.state,
+            "postal_code": address_record.postal_code,
+        }
+        if address_record
+        else None,
+        "identifiers": sorted(
+            ({"organization": r.organization_id, "system": r.identifier_system, "value": r.local_id} for r in ranked),
+            key=lambda i: (i["system"], i["value"]),
+        ),
+    }

@@ -1,0 +1,28 @@
+"""Celery entry points of the master patient index. Each takes ids and calls one service."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from matching.models import MatchState, PatientRecord
+from matching.services import match_record
+
+
+@shared_task
+def match_record_task(record_id: int) -> None:
+    match_record(record_id)
+
+
+@shared_task
+def sweep_pending_matches(older_than_seconds: int = 120) -> int:
+    """Re-enqueue records stored but never matched (a lost message, a worker that died)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        PatientRecord.objects.filter(match_state=MatchState.PENDING, updated_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:10_000]
+    )
+    for record_id in ids:
+        match_record_task.delay(record_id)
+    return len(ids)

@@ -1,0 +1,98 @@
+"""Agreement levels and the registrar's rules, on pairs a registrar would recognise."""
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from matching.compare import FIELDS, RecordTable, compare
+from matching.normalize import normalise
+from matching.score import RULE_GENERATION, RULE_TWINS, Scorer, default_parameters, grade
+
+BASE = {
+    "given_name": "Katherine", "family_name": "Oyelaran", "sex": "female", "birth_date": date(1979, 3, 14),
+    "ssn": "521-43-8876", "phones": ["503-555-0142"], "address_line": "77 Larch St", "city": "Salem",
+    "postal_code": "97301",
+}  # fmt: skip
+
+
+def levels(a: dict, b: dict) -> dict:
+    row = compare(RecordTable([normalise(**a), normalise(**b)]), np.array([0]), np.array([1]))[0]
+    return {f.name: (f.levels[v] if v >= 0 else "missing") for f, v in zip(FIELDS, row, strict=True)}
+
+
+def probability(a: dict, b: dict) -> tuple[float, list[str]]:
+    scorer = Scorer(default_parameters(), version=0)
+    scored = scorer.score(RecordTable([normalise(**a), normalise(**b)]), np.array([0]), np.array([1]))
+    return float(scored.probability[0]), scored.rules[0]
+
+
+def test_nickname_counts_as_agreement():
+    assert levels(BASE, {**BASE, "given_name": "Kathy"})["given"] == "nickname"
+
+
+def test_given_and_family_swapped_agree():
+    swapped = {**BASE, "given_name": "Oyelaran", "family_name": "Katherine"}
+    got = levels(BASE, swapped)
+    assert (got["given"], got["family"]) == ("nickname", "shared_part")
+
+
+@pytest.mark.parametrize(
+    ("other", "level"),
+    [(date(1979, 3, 14), "exact"), (date(1979, 14 % 12, 3), "same_year"), (date(1979, 3, 15), "one_digit"),
+     (date(1989, 3, 14), "one_digit"), (date(1979, 11, 2), "same_year"), (date(1955, 6, 1), "different")],
+)  # fmt: skip
+def test_birth_date_levels(other, level):
+    assert levels(BASE, {**BASE, "birth_date": other})["birth_date"] == level
+
+
+def test_day_and_month_transposed():
+    a = {**BASE, "birth_date": date(1979, 3, 4)}
+    assert levels(a, {**BASE, "birth_date": date(1979, 4, 3)})["birth_date"] == "day_month_swapped"
+
+
+@pytest.mark.parametrize(
+    ("ssn", "level"), [("521-43-8876", "exact"), ("521-43-8867", "one_digit"), ("xxx-xx-8876", "last_four"),
+                       ("612-98-1234", "different"), ("", "missing")],
+)  # fmt: skip
+def test_ssn_levels(ssn, level):
+    assert levels(BASE, {**BASE, "ssn": ssn})["ssn"] == level
+
+
+def test_same_person_with_typos_scores_certain():
+    typo = {**BASE, "given_name": "Katharine", "ssn": "521-43-8867", "address_line": "77 Larch Street"}
+    p, rules = probability(BASE, typo)
+    assert grade(p) == "certain"
+    assert rules == []
+
+
+def test_twins_are_never_linked():
+    twin = {**BASE, "given_name": "Olumide", "ssn": "", "phones": BASE["phones"]}
+    p, rules = probability({**BASE, "ssn": ""}, twin)
+    assert RULE_TWINS in rules
+    assert grade(p) == "certainly-not"
+
+
+def test_junior_and_senior_are_never_linked():
+    senior = {**BASE, "given_name": "Daniel", "sex": "male", "family_name": "Oyelaran Sr", "ssn": ""}
+    junior = {**senior, "family_name": "Oyelaran", "suffix": "Jr"}
+    p, rules = probability(senior, junior)
+    assert RULE_GENERATION in rules
+    assert grade(p) == "certainly-not"
+
+
+def test_stranger_is_certainly_not():
+    stranger = {"given_name": "Tobias", "family_name": "Lindqvist", "sex": "male", "birth_date": date(1961, 9, 30)}
+    assert grade(probability(BASE, stranger)[0]) == "certainly-not"
+
+
+def test_rare_surname_agreement_weighs_more_than_a_common_one():
+    parameters = default_parameters()
+    parameters["tf"] = {"family": {"SMITH": 0.01, "OYELARAN": 0.00001}, "given": {}}
+    parameters["tf_floor"] = 0.00001
+    scorer = Scorer(parameters, version=1)
+    table = RecordTable([normalise(family_name="Smith"), normalise(family_name="Smith"),
+                         normalise(family_name="Oyelaran"), normalise(family_name="Oyelaran")])  # fmt: skip
+    scored = scorer.score(table, np.array([0, 2]), np.array([1, 3]))
+    family = [f.name for f in FIELDS].index("family")
+    assert scored.weights[1, family] > scored.weights[0, family] + 5

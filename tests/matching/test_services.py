@@ -1,0 +1,202 @@
+"""Match-on-write, review decisions, merge, split and undo, through the services."""
+
+from datetime import date
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from hie.audit.services import Actor
+from hie.exceptions import Forbidden, ValidationFailed
+from matching.models import (
+    ChangeKind,
+    Link,
+    LinkSource,
+    LinkState,
+    MatchState,
+    PairLabel,
+    PatientRecord,
+    Person,
+    PersonStatus,
+    ReviewStatus,
+    ReviewTask,
+)
+from matching.selectors import current_link
+from tests.matching.factories import organization, register
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff():
+    user = get_user_model().objects.create_user("reviewer1", password="a-long-password-1")
+    return Actor(staff_user_id=user.pk)
+
+
+def person_of(record: PatientRecord) -> Person:
+    return current_link(record.pk).person
+
+
+def snapshot(person_ids: list[int] | None = None) -> tuple:
+    """Everything the index says about who is who (about these persons, or all)."""
+    links = sorted(Link.objects.values_list("record_id", "person_id", "state", "source", "score", "contributions"))
+    persons = Person.objects.filter(pk__in=person_ids) if person_ids else Person.objects.all()
+    return links, sorted(persons.values_list("pk", "status", "merged_into_id", "golden"))
+
+
+def test_same_person_at_two_organizations_is_linked_automatically(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization(), ssn="521-43-8876", phones=["503-555-0142"]).record
+        b = register(organization(), given_name="Marisol", family_name="Quintanila", ssn="521-43-8876",
+                     phones=["(503) 555 0142"]).record  # fmt: skip
+    assert person_of(a) == person_of(b)
+    link = current_link(b.pk)
+    assert (link.state, link.source) == (LinkState.MATCH, LinkSource.AUTO)
+    assert link.score >= 0.95
+    assert {f["field"] for f in link.contributions["fields"]} >= {"given", "family", "ssn"}
+    b.refresh_from_db()
+    assert b.match_state == MatchState.DONE
+    golden = person_of(a).golden
+    assert len(golden["identifiers"]) == 2
+
+
+def test_stranger_starts_a_new_person(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization()).record
+        b = register(organization(), given_name="Tobias", family_name="Lindqvist", sex="male",
+                     birth_date=date(1961, 9, 30), address_line="9 Elm Ct", postal_code="10001").record  # fmt: skip
+    assert person_of(a) != person_of(b)
+
+
+def test_twins_get_two_persons(django_capture_on_commit_callbacks):
+    org = organization()
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(org, phones=["503-555-0142"]).record
+        b = register(org, given_name="Graciela", phones=["503-555-0142"]).record
+    assert person_of(a) != person_of(b)
+
+
+def test_uncertain_match_opens_a_review_with_an_explanation(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        register(organization(), address_line="", postal_code="")
+        b = register(organization(), given_name="Marisela", birth_date=date(1984, 7, 29), address_line="",
+                     postal_code="").record  # fmt: skip
+    task = ReviewTask.objects.get(record=b)
+    assert task.status == ReviewStatus.OPEN
+    assert 0.5 <= task.top_score < 0.95
+    candidate = task.candidates.get()
+    assert candidate.explanation["fields"][0]["field"] == "given"
+    assert current_link(b.pk).state == LinkState.POSSIBLE_MATCH
+
+
+def test_review_decided_not_the_same_is_never_proposed_again(django_capture_on_commit_callbacks, staff):
+    from matching.services import decide_review, match_record
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization(), address_line="", postal_code="").record
+        b = register(organization(), given_name="Marisela", birth_date=date(1984, 7, 29), address_line="",
+                     postal_code="").record  # fmt: skip
+    task = ReviewTask.objects.get(record=b)
+    decide_review(task=task, same_person=None, actor=staff)
+    assert person_of(a) != person_of(b)
+    assert PairLabel.objects.get().is_match is False
+    match_record(b.pk)  # re-evaluation must not propose the refused person
+    assert ReviewTask.objects.filter(record=b, status=ReviewStatus.OPEN).count() == 0
+    assert person_of(a) != person_of(b)
+
+
+def test_review_decided_same_person_links_manually_and_labels(django_capture_on_commit_callbacks, staff):
+    from matching.services import decide_review
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization(), address_line="", postal_code="").record
+        b = register(organization(), given_name="Marisela", birth_date=date(1984, 7, 29), address_line="",
+                     postal_code="").record  # fmt: skip
+    task = ReviewTask.objects.get(record=b)
+    decide_review(task=task, same_person=person_of(a), actor=staff)
+    link = current_link(b.pk)
+    assert (link.person, link.state, link.source) == (person_of(a), LinkState.MATCH, LinkSource.MANUAL)
+    assert PairLabel.objects.get().is_match is True
+
+
+def test_manual_link_survives_an_update_of_the_record(django_capture_on_commit_callbacks, staff):
+    from matching.services import link_record
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization()).record
+        org_b = organization()
+        b = register(org_b, "B1", given_name="Tobias", family_name="Lindqvist").record
+    link_record(record=b, person=person_of(a), actor=staff, reason="chart review")
+    with django_capture_on_commit_callbacks(execute=True):
+        register(org_b, "B1", given_name="Tobias", family_name="Lindqvist", city="Portland")
+    assert person_of(b) == person_of(a)
+    assert current_link(b.pk).source == LinkSource.MANUAL
+
+
+def test_unmerge_restores_the_exact_prior_state(django_capture_on_commit_callbacks, staff):
+    from matching.services import merge_persons, undo_change
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a1 = register(organization(), ssn="521-43-8876").record
+        register(organization(), ssn="521-43-8876")
+        c = register(organization(), given_name="Tobias", family_name="Lindqvist", sex="male",
+                     birth_date=date(1961, 9, 30)).record  # fmt: skip
+    before = snapshot()
+    survivor, retired = person_of(a1), person_of(c)
+    change = merge_persons(survivor=survivor, retired=retired, actor=staff, reason="same patient per chart")
+    retired.refresh_from_db()
+    assert (retired.status, retired.merged_into) == (PersonStatus.RETIRED, survivor)
+    assert person_of(c) == survivor
+    undo_change(change=change, actor=staff, reason="merged in error")
+    assert snapshot() == before
+    with pytest.raises(ValidationFailed):
+        undo_change(change=change, actor=staff, reason="twice")
+
+
+def test_split_moves_the_record_to_a_new_person_and_undo_restores_it(django_capture_on_commit_callbacks, staff):
+    from matching.services import match_record, undo_change, unlink_record
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization(), ssn="521-43-8876").record
+        b = register(organization(), ssn="521-43-8876").record
+    before = snapshot()
+    change = unlink_record(record=b, actor=staff, reason="different patient, same SSN typed")
+    assert person_of(a) != person_of(b)
+    match_record(b.pk)
+    assert person_of(a) != person_of(b), "a split is a manual decision that matching keeps"
+    split_person = person_of(b)
+    undo_change(change=change, actor=staff, reason="split in error")
+    assert snapshot([p for p, *_ in before[1]]) == before
+    split_person.refresh_from_db()
+    assert split_person.status == PersonStatus.RETIRED, "persons are retired, never deleted"
+    assert change.kind == ChangeKind.UNLINK
+
+
+def test_writing_under_another_members_identifier_system_is_refused():
+    from matching.models import Source
+    from matching.services import Demographics, register_record
+
+    mine, theirs = organization(), organization()
+    with pytest.raises(Forbidden):
+        register_record(organization=mine, identifier_system=theirs.identifier_system_uris[0], local_id="X1",
+                        demographics=Demographics(given_name="A"), source=Source.FHIR)  # fmt: skip
+
+
+def test_unchanged_registration_is_not_rematched(django_capture_on_commit_callbacks):
+    org = organization()
+    with django_capture_on_commit_callbacks(execute=True):
+        first = register(org, "M1")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        again = register(org, "M1")
+    assert (again.changed, again.record.version, len(callbacks)) == (False, first.record.version, 0)
+
+
+def test_retired_record_leaves_its_person(django_capture_on_commit_callbacks):
+    from matching.services import retire_record
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization()).record
+    person = person_of(a)
+    retire_record(record=a)
+    person.refresh_from_db()
+    assert current_link(a.pk) is None
+    assert person.status == PersonStatus.RETIRED
