@@ -6,6 +6,9 @@ candidate only has to share one key. Keys hold no readable PHI: values are hashe
 
 import hashlib
 
+import numpy as np
+import pandas as pd
+
 # The passes, named in the key so an oversized block can be reported by pass.
 PASSES = (
     "ssn",  # full valid SSN
@@ -65,3 +68,25 @@ def blocking_keys(norm: dict) -> list[str]:
 
 def pass_of(key: str) -> str:
     return key.split(":", 1)[0]
+
+
+def candidate_pairs(record_keys: list[list[str]], cap: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """All pairs (i < j) of records, by position, that share a blocking key, without repeats.
+
+    Blocks larger than `cap` are skipped; returns the largest skipped block per pass.
+    """
+    positions = np.repeat(np.arange(len(record_keys)), [len(keys) for keys in record_keys])
+    keys = pd.Series([key for keys in record_keys for key in keys], dtype="string")
+    frame = pd.DataFrame({"key": pd.factorize(keys)[0], "position": positions})
+    sizes = frame.groupby("key")["position"].transform("size")
+    oversized: dict[str, int] = {}
+    if (sizes > cap).any():
+        for key, size in zip(keys[(sizes > cap).to_numpy()], sizes[sizes > cap], strict=True):
+            oversized[pass_of(key)] = max(oversized.get(pass_of(key), 0), int(size))
+    frame = frame[(sizes > 1) & (sizes <= cap)]
+    pairs = frame.merge(frame, on="key", suffixes=("_l", "_r"))
+    pairs = pairs[pairs["position_l"] < pairs["position_r"]]
+    unique = np.unique(pairs[["position_l", "position_r"]].to_numpy(dtype=np.int64), axis=0)
+    if not len(unique):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), oversized
+    return unique[:, 0], unique[:, 1], oversized

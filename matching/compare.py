@@ -30,9 +30,9 @@ FIELDS: tuple[Field, ...] = (
     Field("ssn", ("different", "last_four", "one_digit", "exact")),
     Field("phone", ("different", "same")),
     Field("email", ("different", "same")),
-    Field("address", ("different", "similar", "very_similar", "exact")),
-    Field("city", ("different", "same")),
-    Field("postal", ("different", "same")),
+    # Street, city and ZIP code describe one fact, a home: compared as one field so a shared
+    # home is not counted three times.
+    Field("address", ("different", "same_city", "same_postal", "similar_street", "same_street")),
     Field("suffix", ("different", "same")),
 )
 FIELD_INDEX = {field.name: i for i, field in enumerate(FIELDS)}
@@ -156,15 +156,23 @@ def _phone(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def _address(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.address[left], t.address[right]
-    jw = _similarity(a, b)
-    level = np.select([a == b, jw >= 0.92, jw >= 0.80], [3, 2, 1], default=0)
-    return np.where(_missing(a, b), MISSING, level)
-
-
-def _city(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.city[left], t.city[right]
-    return np.where(_missing(a, b), MISSING, (_similarity(a, b) >= 0.90).astype(np.int64))
+    line_a, line_b = t.address[left], t.address[right]
+    postal_a, postal_b = t.postal[left], t.postal[right]
+    city_a, city_b = t.city[left], t.city[right]
+    has_line = ~_missing(line_a, line_b)
+    has_postal = ~_missing(postal_a, postal_b)
+    has_city = ~_missing(city_a, city_b)
+    same_postal = has_postal & (postal_a == postal_b)
+    same_city = has_city & (_similarity(city_a, city_b) >= 0.90)
+    # A street line agrees only within the same ZIP code or city (or where neither is known).
+    place_agrees = same_postal | (~has_postal & (same_city | ~has_city))
+    jw = _similarity(line_a, line_b)
+    level = np.select(
+        [has_line & (line_a == line_b) & place_agrees, has_line & (jw >= 0.88) & place_agrees, same_postal, same_city],
+        [4, 3, 2, 1],
+        default=0,
+    )
+    return np.where(~has_line & ~has_postal & ~has_city, MISSING, level)
 
 
 def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -181,8 +189,6 @@ def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarr
         "phone": _phone(table, left, right),
         "email": _equal_or_missing(table.email[left], table.email[right]),
         "address": _address(table, left, right),
-        "city": _city(table, left, right),
-        "postal": _equal_or_missing(table.postal[left], table.postal[right]),
         "suffix": _equal_or_missing(table.suffix[left], table.suffix[right]),
     }
     levels = np.stack([columns[field.name] for field in FIELDS], axis=1) if len(left) else np.zeros((0, len(FIELDS)))

@@ -1,25 +1,32 @@
 """Serialising the matching of records that could be the same person.
 
 Two records of one person share at least one blocking key (that is what makes them
-candidates). Matching takes a transaction-scoped lock on each of the record's keys, in sorted
-order so two matchers never wait on each other in a cycle; the second of two concurrent
-records then sees the person the first one created instead of creating another.
+candidates). Matching takes a transaction-scoped PostgreSQL advisory lock for each of the
+record's keys, so the second of two concurrent records sees the person the first one created
+instead of creating another. Keys are hashed into a fixed number of lock buckets, so a batch
+of any size holds a bounded number of locks; buckets are taken in sorted order, so two
+matchers never wait on each other in a cycle.
 """
 
 import hashlib
 
 from django.db import connection
 
+LOCK_BUCKETS = 4096
+LOCK_NAMESPACE = 0x4D5049 << 32  # "MPI": keeps these ids apart from other advisory lock users
 
-def _lock_id(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+def _bucket(key: str) -> int:
+    return LOCK_NAMESPACE | (
+        int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % LOCK_BUCKETS
+    )
 
 
 def lock_blocking_keys(keys: list[str]) -> None:
     if connection.vendor != "postgresql":
         # SQLite: the IMMEDIATE transaction already holds the database-wide write lock.
         return
-    ids = sorted({_lock_id(key) for key in keys})
-    if ids:
+    buckets = sorted({_bucket(key) for key in keys})
+    if buckets:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(id) FROM unnest(%s::bigint[]) AS id ORDER BY id", [ids])
+            cursor.execute("SELECT pg_advisory_xact_lock(id) FROM unnest(%s::bigint[]) AS id ORDER BY id", [buckets])

@@ -25,9 +25,7 @@ DEFAULT_M = {
     "ssn": [0.02, 0.02, 0.04, 0.92],
     "phone": [0.30, 0.70],
     "email": [0.30, 0.70],
-    "address": [0.30, 0.03, 0.07, 0.60],
-    "city": [0.20, 0.80],
-    "postal": [0.25, 0.75],
+    "address": [0.15, 0.05, 0.10, 0.10, 0.60],
     "suffix": [0.05, 0.95],
 }
 DEFAULT_U = {
@@ -39,18 +37,19 @@ DEFAULT_U = {
     "ssn": [0.99989, 0.0001, 0.000009, 0.000001],
     "phone": [0.9999, 0.0001],
     "email": [0.99999, 0.00001],
-    "address": [0.99, 0.008, 0.001, 0.001],
-    "city": [0.95, 0.05],
-    "postal": [0.98, 0.02],
+    "address": [0.95, 0.03, 0.018, 0.001, 0.001],
     "suffix": [0.30, 0.70],
 }
 DEFAULT_PRIOR = 1e-5
 TF_FIELDS = ("given", "family")
 
 # Rules a registrar would insist on, applied after the arithmetic.
-RULE_TWINS = "twins"  # same family name and birth date, clearly different given names
+RULE_TWINS = "twins"  # same family name and (nearly) the same birth date, clearly different given names
 RULE_GENERATION = "generation"  # Jr and Sr (or II and III) are different people
 RULE_SEX_WITH_SAME_BIRTH = "different_sex_same_birth"  # possibly twins: a person decides
+RULE_HOUSEHOLD = "household"  # same family and home or phone, clearly different given names: a relative
+RULE_SSN_CONFLICT = "ssn_conflict"  # two different valid SSNs: a person decides
+RULE_BIRTH_CONFLICT = "birth_date_conflict"  # both birth dates known and far apart: namesakes, a person decides
 REJECT_CAP = 0.01
 
 
@@ -151,25 +150,43 @@ class Scorer:
 
 
 def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
-    """Cap the probability where a registrar's rule says the arithmetic must not decide."""
+    """Cap the probability where a registrar's rule says the arithmetic must not decide.
+
+    Relatives share a family name, a home and a phone; the weights of those fields would
+    otherwise outvote a clearly different given name or SSN.
+    """
     family = levels[:, FIELD_INDEX["family"]]
     birth = levels[:, FIELD_INDEX["birth_date"]]
     given = levels[:, FIELD_INDEX["given"]]
     suffix = levels[:, FIELD_INDEX["suffix"]]
     sex = levels[:, FIELD_INDEX["sex"]]
-    same_family_and_birth = (family >= level_of("family", "shared_part")) & (birth == level_of("birth_date", "exact"))
-    twins = same_family_and_birth & (given == level_of("given", "different"))
-    generation = suffix == level_of("suffix", "different")
-    sex_differs = same_family_and_birth & (sex == level_of("sex", "different"))
+    ssn = levels[:, FIELD_INDEX["ssn"]]
+    address = levels[:, FIELD_INDEX["address"]]
+    phone = levels[:, FIELD_INDEX["phone"]]
+    same_family = family >= level_of("family", "very_similar")
+    similar_family = family >= level_of("family", "similar")
+    near_birth = birth >= level_of("birth_date", "one_digit")
+    different_given = given == level_of("given", "different")
+    shared_home = (address >= level_of("address", "similar_street")) | (phone == level_of("phone", "same"))
 
+    rules_by_name = {
+        RULE_TWINS: same_family & near_birth & different_given,
+        RULE_GENERATION: suffix == level_of("suffix", "different"),
+        RULE_HOUSEHOLD: similar_family & shared_home & different_given,
+        RULE_SEX_WITH_SAME_BIRTH: same_family & near_birth & (sex == level_of("sex", "different")),
+        RULE_SSN_CONFLICT: ssn == level_of("ssn", "different"),
+        RULE_BIRTH_CONFLICT: birth == level_of("birth_date", "different"),
+    }
     probability = probability.copy()
-    reject = twins | generation
+    reject = rules_by_name[RULE_TWINS] | rules_by_name[RULE_GENERATION] | rules_by_name[RULE_HOUSEHOLD]
     probability[reject] = np.minimum(probability[reject], REJECT_CAP)
-    review_cap = np.nextafter(auto_link_threshold(), 0)
-    probability[sex_differs] = np.minimum(probability[sex_differs], review_cap)
+    review = (
+        rules_by_name[RULE_SEX_WITH_SAME_BIRTH] | rules_by_name[RULE_SSN_CONFLICT] | rules_by_name[RULE_BIRTH_CONFLICT]
+    )
+    probability[review] = np.minimum(probability[review], np.nextafter(auto_link_threshold(), 0))
 
     rules: list[list[str]] = [[] for _ in range(len(probability))]
-    for mask, name in ((twins, RULE_TWINS), (generation, RULE_GENERATION), (sex_differs, RULE_SEX_WITH_SAME_BIRTH)):
+    for name, mask in rules_by_name.items():
         for i in np.flatnonzero(mask):
             rules[i].append(name)
     return probability, rules

@@ -128,6 +128,58 @@ def register_record(
     return Registration(record=record, created=created, changed=True)
 
 
+@dataclass(frozen=True)
+class NewRegistration:
+    organization: Organization
+    identifier_system: str
+    local_id: str
+    demographics: Demographics
+
+
+def register_records_bulk(registrations: list[NewRegistration], *, source: Source, chunk: int = 2000) -> list[int]:
+    """Store many registrations at once (bulk loads), in the caller's transaction.
+
+    New records are written in bulk and left pending for batch matching (matching/batch.py);
+    one that exists already goes through register_record, as a single update would.
+    """
+    existing = set()
+    for registration in registrations:
+        check_namespace(registration.organization, registration.identifier_system)
+    for start in range(0, len(registrations), chunk):
+        part = registrations[start : start + chunk]
+        existing.update(
+            PatientRecord.objects.filter(
+                identifier_system__in={r.identifier_system for r in part}, local_id__in=[r.local_id for r in part]
+            ).values_list("organization_id", "identifier_system", "local_id")
+        )
+    ids = []
+    for start in range(0, len(registrations), chunk):
+        new_records = []
+        for r in registrations[start : start + chunk]:
+            if (r.organization.pk, r.identifier_system, r.local_id) in existing:
+                ids.append(
+                    register_record(
+                        organization=r.organization, identifier_system=r.identifier_system, local_id=r.local_id,
+                        demographics=r.demographics, source=source,
+                    ).record.pk
+                )  # fmt: skip
+                continue
+            fields = r.demographics.as_fields()
+            new_records.append(
+                PatientRecord(
+                    organization=r.organization, identifier_system=r.identifier_system, local_id=r.local_id,
+                    source=source, norm=normalise(**fields), **fields,
+                )
+            )  # fmt: skip
+        PatientRecord.objects.bulk_create(new_records)
+        BlockingKey.objects.bulk_create(
+            (BlockingKey(record=record, key=key) for record in new_records for key in blocking_keys(record.norm)),
+            batch_size=5000,
+        )
+        ids.extend(record.pk for record in new_records)
+    return ids
+
+
 def replace_blocking_keys(record: PatientRecord) -> None:
     BlockingKey.objects.filter(record=record).delete()
     BlockingKey.objects.bulk_create(BlockingKey(record=record, key=key) for key in blocking_keys(record.norm))
@@ -336,10 +388,19 @@ def _retire_if_empty(change: LinkChange, person_id: int) -> None:
             change.save(update_fields=["retired_person"])
 
 
-def refresh_golden_records(person_ids: list[int]) -> None:
-    for person_id in set(person_ids):
-        golden = build_golden_record(records_of_person(person_id))
-        Person.objects.filter(pk=person_id).update(golden=golden, updated_at=timezone.now())
+def refresh_golden_records(person_ids: list[int], chunk: int = 2000) -> None:
+    """Recompute the golden records of these persons from their linked records."""
+    ids = sorted(set(person_ids))
+    now = timezone.now()
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        records: dict[int, list[PatientRecord]] = {person_id: [] for person_id in part}
+        for link in Link.objects.filter(person_id__in=part, state__in=CURRENT_STATES).select_related("record"):
+            records[link.person_id].append(link.record)
+        Person.objects.bulk_update(
+            [Person(pk=p, golden=build_golden_record(r), updated_at=now) for p, r in records.items()],
+            ["golden", "updated_at"],
+        )
 
 
 # --- what staff do -------------------------------------------------------------------------

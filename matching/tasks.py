@@ -1,12 +1,15 @@
 """Celery entry points of the master patient index. Each takes ids and calls one service."""
 
+from dataclasses import asdict
 from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
 
+from matching.batch import match_batch
 from matching.models import MatchState, PatientRecord
 from matching.services import match_record
+from matching.training import train_and_activate
 
 
 @shared_task
@@ -26,3 +29,13 @@ def sweep_pending_matches(older_than_seconds: int = 120) -> int:
     for record_id in ids:
         match_record_task.delay(record_id)
     return len(ids)
+
+
+@shared_task
+def train_model_task(run_id: int) -> None:
+    train_and_activate(run_id)
+
+
+@shared_task
+def match_batch_task(record_ids: list[int]) -> dict:
+    return asdict(match_batch(record_ids))

@@ -78,7 +78,7 @@ def test_twins_get_two_persons(django_capture_on_commit_callbacks):
 def test_uncertain_match_opens_a_review_with_an_explanation(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         register(organization(), address_line="", postal_code="")
-        b = register(organization(), given_name="Marisela", birth_date=date(1984, 7, 29), address_line="",
+        b = register(organization(), birth_date=date(1984, 7, 29), address_line="",
                      postal_code="").record  # fmt: skip
     task = ReviewTask.objects.get(record=b)
     assert task.status == ReviewStatus.OPEN
@@ -93,7 +93,7 @@ def test_review_decided_not_the_same_is_never_proposed_again(django_capture_on_c
 
     with django_capture_on_commit_callbacks(execute=True):
         a = register(organization(), address_line="", postal_code="").record
-        b = register(organization(), given_name="Marisela", birth_date=date(1984, 7, 29), address_line="",
+        b = register(organization(), birth_date=date(1984, 7, 29), address_line="",
                      postal_code="").record  # fmt: skip
     task = ReviewTask.objects.get(record=b)
     decide_review(task=task, same_person=None, actor=staff)
@@ -109,7 +109,7 @@ def test_review_decided_same_person_links_manually_and_labels(django_capture_on_
 
     with django_capture_on_commit_callbacks(execute=True):
         a = register(organization(), address_line="", postal_code="").record
-        b = register(organization(), given_name="Marisela", birth_date=date(1984, 7, 29), address_line="",
+        b = register(organization(), birth_date=date(1984, 7, 29), address_line="",
                      postal_code="").record  # fmt: skip
     task = ReviewTask.objects.get(record=b)
     decide_review(task=task, same_person=person_of(a), actor=staff)

@@ -1,0 +1,198 @@
+"""Matching many new records at once: the bulk path of imports and batch deduplication.
+
+It decides exactly as match_record would if the records arrived one after the other in id
+order (same candidates, same scorer, same decide()), but fetches candidates for the whole
+batch in a few queries and scores every pair in one vectorised pass.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
+
+from matching.blocking import pass_of
+from matching.compare import RecordTable
+from matching.locks import lock_blocking_keys
+from matching.models import (
+    BlockingKey,
+    ChangeKind,
+    Link,
+    LinkChange,
+    LinkEvent,
+    LinkSource,
+    LinkState,
+    MatchState,
+    PatientRecord,
+    Person,
+    ReviewCandidate,
+    ReviewTask,
+)
+from matching.selectors import CURRENT_STATES, active_scorer, current_person_subquery
+from matching.services import REVIEW_CANDIDATES, decide, match_record, refresh_golden_records
+
+logger = logging.getLogger(__name__)
+CHUNK = 5000
+
+
+@dataclass
+class BatchOutcome:
+    records: int = 0
+    linked: int = 0
+    review: int = 0
+    new_person: int = 0
+    candidate_pairs: int = 0
+    oversized_passes: dict = field(default_factory=dict)
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@transaction.atomic
+def match_batch(record_ids: list[int]) -> BatchOutcome:
+    outcome = BatchOutcome()
+    linked_already = set()
+    for part in _chunks(sorted(record_ids)):
+        linked_already.update(
+            Link.objects.filter(record_id__in=part, state__in=CURRENT_STATES).values_list("record_id", flat=True)
+        )
+    batch = []
+    for part in _chunks(sorted(set(record_ids) - linked_already)):
+        batch += list(
+            PatientRecord.objects.select_for_update()
+            .filter(pk__in=part, active=True, match_state=MatchState.PENDING)
+            .values_list("pk", "norm")
+        )
+    # Records matched before (a re-registration) keep their history: the single path re-evaluates them.
+    for record_id in sorted(linked_already):
+        match_record(record_id)
+    if not batch:
+        return outcome
+    batch_ids = [pk for pk, _ in batch]
+    key_rows = []
+    for part in _chunks(batch_ids):
+        key_rows += list(BlockingKey.objects.filter(record_id__in=part).values_list("key", "record_id"))
+    keys = sorted({key for key, _ in key_rows})
+    lock_blocking_keys(keys)
+    block_rows = []
+    for part in _chunks(keys):
+        block_rows += list(BlockingKey.objects.filter(key__in=part).values_list("key", "record_id"))
+
+    blocks = pd.DataFrame(block_rows, columns=["key", "other"])
+    sizes = blocks.groupby("key")["other"].transform("size")
+    oversized = blocks[sizes > settings.MATCH_BLOCK_CAP].groupby("key").size()
+    for key, size in oversized.items():
+        outcome.oversized_passes[pass_of(key)] = max(outcome.oversized_passes.get(pass_of(key), 0), int(size))
+    blocks = blocks[sizes <= settings.MATCH_BLOCK_CAP]
+    pairs = pd.DataFrame(key_rows, columns=["key", "record"]).merge(blocks, on="key")[["record", "other"]]
+    pairs = pairs[pairs["record"] != pairs["other"]].drop_duplicates()
+
+    # Who is already someone: linked records outside the batch.
+    others = sorted(set(pairs["other"]) - set(batch_ids))
+    known = {}
+    for part in _chunks(others):
+        for pk, norm, person in (
+            PatientRecord.objects.filter(pk__in=part, active=True)
+            .annotate(person_id=current_person_subquery())
+            .values_list("pk", "norm", "person_id")
+        ):
+            if person is not None:
+                known[pk] = (norm, person)
+    order = {pk: i for i, pk in enumerate(batch_ids)}
+    rank = pairs["other"].map(lambda pk: order.get(pk, -1 if pk in known else None))
+    pairs = pairs[rank.notna() & (rank < pairs["record"].map(order))]
+
+    positions = {pk: i for i, pk in enumerate(batch_ids)}
+    norms = [norm for _, norm in batch]
+    for pk, (norm, _) in known.items():
+        positions[pk] = len(norms)
+        norms.append(norm)
+    table = RecordTable(norms)
+    left = pairs["record"].map(positions).to_numpy(np.int64)
+    right = pairs["other"].map(positions).to_numpy(np.int64)
+    scorer = active_scorer()
+    scored = scorer.score(table, left, right)
+    outcome.candidate_pairs = len(left)
+    outcome.records = len(batch_ids)
+
+    refused = defaultdict(set)
+    for part in _chunks(batch_ids):
+        for record_id, person_id in Link.objects.filter(
+            record_id__in=part, state=LinkState.NO_MATCH, source=LinkSource.MANUAL
+        ).values_list("record_id", "person_id"):
+            refused[record_id].add(("db", person_id))
+
+    by_record = defaultdict(list)
+    for i, record_id in enumerate(pairs["record"].to_numpy()):
+        by_record[int(record_id)].append(i)
+    other_ids = pairs["other"].to_numpy()
+    person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
+    decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
+    new_persons = 0
+    for record_id in batch_ids:
+        best: dict[tuple, int] = {}
+        for i in by_record.get(record_id, ()):
+            token = person_of.get(int(other_ids[i]))
+            if token is None or token in refused[record_id]:
+                continue
+            if token not in best or scored.probability[i] > scored.probability[best[token]]:
+                best[token] = i
+        ranked = sorted(best.items(), key=lambda item: scored.probability[item[1]], reverse=True)
+        decision = decide(float(scored.probability[ranked[0][1]]) if ranked else None)
+        if decision == "new_person":
+            token, state, pair = ("new", new_persons), LinkState.MATCH, None
+            new_persons += 1
+            outcome.new_person += 1
+        else:
+            token, pair = ranked[0]
+            state = LinkState.MATCH if decision == "linked" else LinkState.POSSIBLE_MATCH
+            if decision == "linked":
+                outcome.linked += 1
+            else:
+                outcome.review += 1
+        person_of[record_id] = token
+        decisions.append((record_id, token, state, pair, ranked[:REVIEW_CANDIDATES] if decision == "review" else []))
+
+    created = Person.objects.bulk_create([Person() for _ in range(new_persons)], batch_size=2000)
+
+    def person_id(token: tuple) -> int:
+        return token[1] if token[0] == "db" else created[token[1]].pk
+
+    change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")
+    links, events, reviews = [], [], []
+    for record_id, token, state, pair, ranked in decisions:
+        score = float(scored.probability[pair]) if pair is not None else None
+        explanation = scorer.explain(scored, pair) if pair is not None else {}
+        links.append(Link(record_id=record_id, person_id=person_id(token), state=state, source=LinkSource.AUTO,
+                          score=score, contributions=explanation, model_version=scorer.version))  # fmt: skip
+        events.append(LinkEvent(change=change, record_id=record_id, person_after_id=person_id(token),
+                                state_after=state, source_after=LinkSource.AUTO, score_after=score))  # fmt: skip
+        if ranked:
+            reviews.append((ReviewTask(record_id=record_id, top_score=score), ranked))
+    Link.objects.bulk_create(links, batch_size=2000)
+    LinkEvent.objects.bulk_create(events, batch_size=2000)
+    tasks = ReviewTask.objects.bulk_create([task for task, _ in reviews], batch_size=2000)
+    ReviewCandidate.objects.bulk_create(
+        [
+            ReviewCandidate(
+                task=task,
+                person_id=person_id(token),
+                score=float(scored.probability[i]),
+                explanation=scorer.explain(scored, i),
+            )
+            for task, (_, ranked) in zip(tasks, reviews, strict=True)
+            for token, i in ranked
+        ],
+        batch_size=2000,
+    )
+    for part in _chunks(batch_ids):
+        PatientRecord.objects.filter(pk__in=part).update(match_state=MatchState.DONE)
+    refresh_golden_records([link.person_id for link in links])
+    if outcome.oversized_passes:
+        logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})
+    return outcome
