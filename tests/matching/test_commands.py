@@ -1,0 +1,127 @@
+"""The batch entry points: import_patients and dedupe_csv, and batch matching equal to one-by-one."""
+
+import csv
+from collections import Counter
+from datetime import date
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from hie.orgs.services import create_organization
+from matching.batch import match_batch
+from matching.csv_input import HEADER, parse_row
+from matching.models import Link, LinkState, PatientRecord, Source
+from matching.services import NewRegistration, match_record, register_records_bulk
+from matching.synthetic import generate
+
+
+def demographics_of(row: dict):
+    return parse_row(0, row).demographics
+
+
+def load(rows: list[dict]) -> list[int]:
+    orgs = {}
+    registrations = []
+    for row in rows:
+        if row["org_id"] not in orgs:
+            orgs[row["org_id"]] = create_organization(name=row["org_id"], identifier_systems=[f"urn:x:{row['org_id']}"])
+        registrations.append(
+            NewRegistration(orgs[row["org_id"]], f"urn:x:{row['org_id']}", row["local_id"], demographics_of(row))
+        )
+    return register_records_bulk(registrations, source=Source.CSV)
+
+
+def partition() -> set[frozenset[str]]:
+    groups: dict[int, set[str]] = {}
+    for person_id, local_id in Link.objects.filter(state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH]).values_list(
+        "person_id", "record__local_id"
+    ):
+        groups.setdefault(person_id, set()).add(local_id)
+    return {frozenset(g) for g in groups.values()}
+
+
+def pairwise_f1(truth: dict, predicted: dict) -> float:
+    def pairs(counter: Counter) -> int:
+        return sum(n * (n - 1) // 2 for n in counter.values())
+
+    both = pairs(Counter((predicted[k], truth[k]) for k in truth))
+    return 2 * both / (pairs(Counter(predicted.values())) + pairs(Counter(truth.values())))
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, HEADER, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.django_db
+def test_batch_matching_decides_as_one_by_one_matching_would():
+    rows = generate(150, seed=9).rows
+    ids = load(rows)
+    match_batch(ids)
+    batch_result = partition()
+
+    Link.objects.all().delete()
+    PatientRecord.objects.update(match_state="pending")
+    for record_id in sorted(ids):
+        match_record(record_id)
+    assert partition() == batch_result
+
+
+@pytest.mark.django_db
+def test_dedupe_csv_finds_the_people_and_keeps_twins_and_generations_apart(tmp_path):
+    population = generate(400, seed=21, twin_share=0.05, generation_share=0.05)
+    write_csv(tmp_path / "in.csv", population.rows)
+    call_command("dedupe_csv", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv"))
+    with open(tmp_path / "out.csv") as handle:
+        out = {(r["org_id"], r["local_id"]): r["person_id"] for r in csv.DictReader(handle)}
+    truth = {(r["org_id"], r["local_id"]): r["true_person"] for r in population.rows}
+    assert out.keys() == truth.keys()
+    assert all(out.values())
+    assert pairwise_f1(truth, out) > 0.95
+    # A provisional link waits for a person's review; a confirmed (MATCH) link is a merge.
+    confirmed = dict(Link.objects.filter(state=LinkState.MATCH).values_list("record__local_id", "person_id"))
+    persons_of: dict = {}
+    for (_, local_id), true_person in truth.items():
+        persons_of.setdefault(true_person, set()).add(confirmed.get(local_id, f"review:{local_id}"))
+    for a, b in population.twin_pairs + population.generation_pairs:
+        assert not persons_of[a] & persons_of[b], "twins and Sr/Jr are never merged"
+
+
+@pytest.mark.django_db
+def test_import_with_a_bad_row_loads_nothing_and_reports_the_line(tmp_path, django_capture_on_commit_callbacks):
+    create_organization(name="Riverside", identifier_systems=["urn:oid:9.1"])
+    rows = [{**row, "org_id": ""} for row in generate(20, seed=2).rows]
+    rows[3] = {**rows[3], "birth_date": "31/12/1980"}
+    write_csv(tmp_path / "in.csv", rows)
+    with pytest.raises(CommandError, match="nothing was loaded"):
+        call_command("import_patients", str(tmp_path / "in.csv"), "--org", "Riverside")
+    report = (tmp_path / "in.errors.txt").read_text()
+    assert report == "line 5: birth_date is not a date in YYYY-MM-DD form\n"
+    assert "1980" not in report
+    assert PatientRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_import_loads_and_matches_a_members_file(tmp_path, django_capture_on_commit_callbacks):
+    create_organization(name="Riverside", identifier_systems=["urn:oid:9.1"])
+    rows = [{**row, "org_id": ""} for row in generate(30, seed=4).rows]
+    write_csv(tmp_path / "in.csv", rows)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("import_patients", str(tmp_path / "in.csv"), "--org", "Riverside")
+    assert PatientRecord.objects.filter(organization__name="Riverside", match_state="done").count() == len(rows)
+    assert Link.objects.filter(state=LinkState.MATCH).count() + Link.objects.filter(
+        state=LinkState.POSSIBLE_MATCH
+    ).count() == len(rows)
+
+
+def test_csv_rows_are_checked_field_by_field():
+    with pytest.raises(ValueError, match="sex is not one of"):
+        parse_row(2, {"org_id": "a", "local_id": "1", "sex": "X-ray"})
+    with pytest.raises(ValueError, match="local_id is empty"):
+        parse_row(2, {"org_id": "a", "local_id": " "})
+    assert parse_row(2, {"org_id": "a", "local_id": "1", "birth_date": "1990-02-03"}).demographics.birth_date == date(
+        1990, 2, 3
+    )

@@ -1,0 +1,68 @@
+"""Training learns sensible parameters from the node's own records and stores a new model version."""
+
+import numpy as np
+import pytest
+
+from matching.compare import level_of
+from matching.models import MatchModel, ModelStatus, TrainingRun
+from matching.normalize import normalise
+from matching.score import DEFAULT_M, DEFAULT_U
+from matching.selectors import active_scorer
+from matching.synthetic import generate
+from matching.training import expectation_maximisation, train, train_and_activate
+from tests.matching.test_commands import demographics_of
+
+
+@pytest.fixture(scope="module")
+def population():
+    return generate(600, seed=5)
+
+
+@pytest.fixture(scope="module")
+def norms(population):
+    return [normalise(**demographics_of(row).as_fields()) for row in population.rows]
+
+
+def test_em_learns_that_true_matches_agree(norms):
+    parameters = train(norms).parameters
+    given = parameters["m"]["given"]
+    assert given[level_of("given", "exact")] > 0.5 > given[level_of("given", "different")]
+    birth = parameters["m"]["birth_date"]
+    assert birth[level_of("birth_date", "exact")] > 0.7
+    # About 300 true pairs among ~860 records: the prior is the share of matching random pairs.
+    assert 1e-4 < parameters["prior"] < 5e-3
+    assert parameters["u"]["given"][level_of("given", "different")] > 0.9
+
+
+def test_held_fields_keep_their_starting_m():
+    levels = np.array([[5, 4, 0, 4, 1, 3, 1, 1, 4, -1], [0, 0, 0, 4, 0, 0, 0, 0, 0, -1]] * 20, dtype=np.int8)
+    u, start = DEFAULT_U, DEFAULT_M
+    m, _, _ = expectation_maximisation(levels, u, start=start, held=frozenset({"birth_date"}))
+    assert m["birth_date"] == start["birth_date"]
+    assert m["given"] != start["given"]
+
+
+@pytest.mark.django_db
+def test_training_run_stores_and_activates_a_new_version(population, django_capture_on_commit_callbacks):
+    from tests.matching.test_commands import load
+
+    load(population.rows[:400])
+    first = train_and_activate(TrainingRun.objects.create().pk)
+    second = train_and_activate(TrainingRun.objects.create().pk)
+    assert (first.version, second.version) == (1, 2)
+    first.refresh_from_db()
+    assert first.status == ModelStatus.RETIRED
+    assert MatchModel.objects.get(status=ModelStatus.ACTIVE) == second
+    assert active_scorer().version == 2
+    run = TrainingRun.objects.get(model=second)
+    assert (run.status, run.progress) == (TrainingRun.Status.DONE, 100)
+    assert second.evaluation["candidate_pairs"] > 0
+
+
+@pytest.mark.django_db
+def test_too_few_records_fail_the_run_with_a_message():
+    run = TrainingRun.objects.create()
+    with pytest.raises(ValueError, match="at least 50 records"):
+        train_and_activate(run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
