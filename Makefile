@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format lock worker clean
+.PHONY: install run test lint format lock worker clean bench-venv benchmark
 
 $(INSTALLED): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ test: install lint
 
 worker: install
 	$(BIN)/celery -A hie worker --loglevel=INFO
+
+# Benchmarks: Splink runs beside the node, as the reference, in a virtualenv of its own.
+BENCH_VENV := .bench-venv
+$(BENCH_VENV)/.installed: benchmarks/requirements-splink.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-splink.txt
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.installed
+
+benchmark: install bench-venv
+	$(BIN)/python benchmarks/matching_accuracy.py
 
 # Re-resolve the pins in requirements.lock from pyproject.toml (needs the package registry).
 lock:

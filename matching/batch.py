@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from hie.bulk import allocate_ids, insert_rows
 from matching.blocking import pass_of
 from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
@@ -28,8 +30,11 @@ from matching.models import (
     MatchState,
     PatientRecord,
     Person,
+    PersonStatus,
     ReviewCandidate,
+    ReviewStatus,
     ReviewTask,
+    new_euid,
 )
 from matching.selectors import CURRENT_STATES, active_scorer, current_person_subquery
 from matching.services import REVIEW_CANDIDATES, decide, match_record, refresh_golden_records
@@ -158,41 +163,58 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         person_of[record_id] = token
         decisions.append((record_id, token, state, pair, ranked[:REVIEW_CANDIDATES] if decision == "review" else []))
 
-    created = Person.objects.bulk_create([Person() for _ in range(new_persons)], batch_size=2000)
+    now = timezone.now()
+    created = allocate_ids(Person, new_persons)
+    insert_rows(
+        Person,
+        ("id", "euid", "status", "golden", "created_at", "updated_at"),
+        ((pk, new_euid(), PersonStatus.ACTIVE, {}, now, now) for pk in created),
+    )
 
     def person_id(token: tuple) -> int:
-        return token[1] if token[0] == "db" else created[token[1]].pk
+        return token[1] if token[0] == "db" else created[token[1]]
 
     change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")
     links, events, reviews = [], [], []
     for record_id, token, state, pair, ranked in decisions:
         score = float(scored.probability[pair]) if pair is not None else None
         explanation = scorer.explain(scored, pair) if pair is not None else {}
-        links.append(Link(record_id=record_id, person_id=person_id(token), state=state, source=LinkSource.AUTO,
-                          score=score, contributions=explanation, model_version=scorer.version))  # fmt: skip
-        events.append(LinkEvent(change=change, record_id=record_id, person_after_id=person_id(token),
-                                state_after=state, source_after=LinkSource.AUTO, score_after=score))  # fmt: skip
+        person = person_id(token)
+        links.append((record_id, person, state, LinkSource.AUTO, score, explanation, scorer.version, now))
+        events.append((change.pk, record_id, person, "", state, "", LinkSource.AUTO, score, {}, now))
         if ranked:
-            reviews.append((ReviewTask(record_id=record_id, top_score=score), ranked))
-    Link.objects.bulk_create(links, batch_size=2000)
-    LinkEvent.objects.bulk_create(events, batch_size=2000)
-    tasks = ReviewTask.objects.bulk_create([task for task, _ in reviews], batch_size=2000)
-    ReviewCandidate.objects.bulk_create(
-        [
-            ReviewCandidate(
-                task=task,
-                person_id=person_id(token),
-                score=float(scored.probability[i]),
-                explanation=scorer.explain(scored, i),
-            )
-            for task, (_, ranked) in zip(tasks, reviews, strict=True)
+            reviews.append((record_id, score, ranked))
+    insert_rows(
+        Link, ("record_id", "person_id", "state", "source", "score", "contributions", "model_version", "updated_at"),
+        links,
+    )  # fmt: skip
+    insert_rows(
+        LinkEvent,
+        ("change_id", "record_id", "person_after_id", "state_before", "state_after", "source_before", "source_after",
+         "score_after", "contributions_before", "created_at"),
+        events,
+    )  # fmt: skip
+    task_ids = allocate_ids(ReviewTask, len(reviews))
+    insert_rows(
+        ReviewTask,
+        ("id", "record_id", "status", "top_score", "created_at"),
+        (
+            (task_id, record_id, ReviewStatus.OPEN, score, now)
+            for task_id, (record_id, score, _) in zip(task_ids, reviews, strict=True)
+        ),
+    )  # fmt: skip
+    insert_rows(
+        ReviewCandidate,
+        ("task_id", "person_id", "score", "explanation"),
+        (
+            (task_id, person_id(token), float(scored.probability[i]), scorer.explain(scored, i))
+            for task_id, (_, _, ranked) in zip(task_ids, reviews, strict=True)
             for token, i in ranked
-        ],
-        batch_size=2000,
+        ),
     )
     for part in _chunks(batch_ids):
         PatientRecord.objects.filter(pk__in=part).update(match_state=MatchState.DONE)
-    refresh_golden_records([link.person_id for link in links])
+    refresh_golden_records([link[1] for link in links])
     if outcome.oversized_passes:
         logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})
     return outcome

@@ -12,6 +12,7 @@ import pandas as pd
 # The passes, named in the key so an oversized block can be reported by pass.
 PASSES = (
     "ssn",  # full valid SSN
+    "ssn_part",  # the last four digits and the rest apart: one mistyped digit leaves one part intact
     "phone",  # any phone, E.164
     "email",
     "dob",  # birth date with day and month in sorted order: also finds day/month transpositions
@@ -19,6 +20,7 @@ PASSES = (
     "fam_given",  # phonetic family name + nickname root of the given name (birth date typos)
     "given_postal",  # phonetic given name + postal code (family name changes)
     "addr",  # street line + postal code (household, with the name comparison deciding)
+    "house_postal",  # house number + postal code (a misspelt street name)
 )
 
 
@@ -42,6 +44,7 @@ def given_root(norm: dict) -> str:
 def blocking_keys(norm: dict) -> list[str]:
     values: dict[str, list[str]] = {
         "ssn": [norm["ssn"]] if norm.get("ssn") else [],
+        "ssn_part": [f"first:{norm['ssn'][:-4]}", f"last:{norm['ssn'][-4:]}"] if norm.get("ssn") else [],
         "phone": list(norm.get("phones") or []),
         "email": [norm["email"]] if norm.get("email") else [],
         "dob": [_dob_sorted(norm.get("birth_date", ""))],
@@ -49,6 +52,7 @@ def blocking_keys(norm: dict) -> list[str]:
         "fam_given": [],
         "given_postal": [],
         "addr": [],
+        "house_postal": [],
     }
     year = norm.get("birth_date", "")[:4]
     family_codes = [code for code in (norm.get("family_sx"), norm.get("family_sx_last")) if code]
@@ -62,6 +66,9 @@ def blocking_keys(norm: dict) -> list[str]:
         values["given_postal"].append(f"{norm['given_sx']}|{norm['postal']}")
     if norm.get("address") and norm.get("postal"):
         values["addr"].append(f"{norm['address']}|{norm['postal']}")
+        house = norm["address"].split(" ", 1)[0]
+        if house.isdigit():
+            values["house_postal"].append(f"{house}|{norm['postal']}")
     keys = {f"{name}:{_digest(value)}" for name, items in values.items() for value in items if value}
     return sorted(keys)
 

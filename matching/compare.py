@@ -9,6 +9,7 @@ Level 0 is "different", higher levels agree more strongly, MISSING means a side 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
 
@@ -42,8 +43,27 @@ def level_of(field: str, name: str) -> int:
     return FIELDS[FIELD_INDEX[field]].levels.index(name)
 
 
+def _codes(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes for strings (equal strings, equal codes) and the distinct strings."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _padded_codes(lists: list[list[str]], width: int) -> np.ndarray:
+    """Codes of up to `width` values per record in one shared code book, -1 where there are fewer."""
+    flat = [value for values in lists for value in values[:width]]
+    codes, _ = _codes(flat) if flat else (np.zeros(0, np.int64), None)
+    matrix = np.full((len(lists), width), -1, dtype=np.int64)
+    position = 0
+    for row, values in enumerate(lists):
+        count = min(len(values), width)
+        matrix[row, :count] = codes[position : position + count]
+        position += count
+    return matrix
+
+
 class RecordTable:
-    """Normalised records (PatientRecord.norm dicts) as columns."""
+    """Normalised records (PatientRecord.norm dicts) as columns, strings also as integer codes."""
 
     TEXT = ("given", "middle", "family", "birth_date", "sex", "ssn", "ssn4", "email", "address", "city", "postal",
             "suffix")  # fmt: skip
@@ -51,11 +71,37 @@ class RecordTable:
     def __init__(self, norms: list[dict]) -> None:
         self.size = len(norms)
         for name in self.TEXT:
-            setattr(self, name, np.array([n.get(name, "") or "" for n in norms], dtype=object))
-        self.given_group = np.array([frozenset(n.get("given_group") or ()) for n in norms], dtype=object)
-        self.family_tokens = np.array([frozenset(n.get("family_tokens") or ()) for n in norms], dtype=object)
-        self.phones = np.array([frozenset(n.get("phones") or ()) for n in norms], dtype=object)
+            values = [n.get(name, "") or "" for n in norms]
+            setattr(self, name, np.array(values, dtype=object))
+            codes, uniques = _codes(values)
+            setattr(self, f"{name}_code", codes)
+            setattr(self, f"{name}_uniques", uniques)
+            setattr(self, f"{name}_missing", uniques[codes] == "" if len(uniques) else np.zeros(0, bool))
+        given = pd.Series(self.given, dtype=object)
+        self.given_length = given.str.len().to_numpy()
+        self.given_initial = _codes(list(given.str[:1]))[0]
+        self.middle_initial = _codes([m[:1] for m in self.middle])[0]
+        self.family_tokens = _padded_codes([n.get("family_tokens") or [] for n in norms], 4)
+        self.phones = _padded_codes([n.get("phones") or [] for n in norms], 3)
         self.dob_digits = _digits_matrix(self.birth_date)
+        self.nickname_pairs = self._nickname_pairs([n.get("given_group") or [] for n in norms])
+
+    def _nickname_pairs(self, groups: list[list[str]]) -> np.ndarray:
+        """Codes (a * size + b) of given-name pairs where one name is in the other's nickname group."""
+        _, uniques = _codes(list(self.given))
+        index = {name.lower(): code for code, name in enumerate(uniques) if name}
+        seen: set[int] = set()
+        pairs = []
+        for code, group in zip(self.given_code.tolist(), groups, strict=True):
+            if code in seen:
+                continue
+            seen.add(code)
+            for other in group:
+                other_code = index.get(other)
+                if other_code is not None and other_code != code:
+                    pairs += [code * len(uniques) + other_code, other_code * len(uniques) + code]
+        self.given_codebook = len(uniques)
+        return np.unique(np.array(pairs, dtype=np.int64))
 
 
 def _digits_matrix(dates: np.ndarray) -> np.ndarray:
@@ -64,68 +110,73 @@ def _digits_matrix(dates: np.ndarray) -> np.ndarray:
     return fixed.view(np.uint32).reshape(len(fixed), 8) if len(fixed) else np.zeros((0, 8), np.uint32)
 
 
-def _similarity(a: np.ndarray, b: np.ndarray, scorer=JaroWinkler.normalized_similarity) -> np.ndarray:
-    if len(a) == 0:
-        return np.zeros(0)
-    return cpdist(list(a), list(b), scorer=scorer, workers=1)
-
-
-def _sets_meet(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(a), dtype=bool)
-    idx = np.flatnonzero(where)
-    out[idx] = [not x.isdisjoint(y) for x, y in zip(a[idx], b[idx], strict=True)]
-    return out
-
-
-def _related(
-    names_a: np.ndarray, names_b: np.ndarray, groups_a: np.ndarray, groups_b: np.ndarray, where: np.ndarray
+def _similarity_where(
+    a: np.ndarray, b: np.ndarray, where: np.ndarray, scorer=JaroWinkler.normalized_similarity
 ) -> np.ndarray:
-    """Whether one name is in the other's nickname group."""
-    out = np.zeros(len(names_a), dtype=bool)
+    """String similarity of the pairs in `where` (elsewhere 0): only where it can change the level."""
+    out = np.zeros(len(a))
     idx = np.flatnonzero(where)
-    out[idx] = [
-        x.lower() in gy or y.lower() in gx
-        for x, y, gx, gy in zip(names_a[idx], names_b[idx], groups_a[idx], groups_b[idx], strict=True)
-    ]
+    if len(idx):
+        out[idx] = cpdist(list(a[idx]), list(b[idx]), scorer=scorer, workers=1)
     return out
 
 
-def _missing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a == "") | (b == "")
+def _any_shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether two rows of padded codes (-1 = none) share a value."""
+    shared = np.zeros(len(a), dtype=bool)
+    for i in range(a.shape[1]):
+        for j in range(b.shape[1]):
+            shared |= (a[:, i] == b[:, j]) & (a[:, i] >= 0)
+    return shared
 
 
-def _given(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.given[left], t.given[right]
-    missing = _missing(a, b)
+class _Pairs:
+    """The two sides of each pair, for one column at a time."""
+
+    def __init__(self, table: RecordTable, left: np.ndarray, right: np.ndarray) -> None:
+        self.t, self.left, self.right = table, left, right
+
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(left codes, right codes, either side missing)."""
+        codes, missing = getattr(self.t, f"{name}_code"), getattr(self.t, f"{name}_missing")
+        return codes[self.left], codes[self.right], missing[self.left] | missing[self.right]
+
+    def text(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        column = getattr(self.t, name)
+        return column[self.left], column[self.right]
+
+
+def _given(p: _Pairs) -> np.ndarray:
+    t = p.t
+    a, b, missing = p.codes("given")
     exact = a == b
-    jw = _similarity(a, b)
-    nickname = _related(a, b, t.given_group[left], t.given_group[right], ~exact & ~missing)
-    first_a = np.array([s[:1] for s in a], dtype=object)
-    first_b = np.array([s[:1] for s in b], dtype=object)
-    one_is_initial = (np.array([len(s) == 1 for s in a]) | np.array([len(s) == 1 for s in b])) & (first_a == first_b)
+    nickname = np.isin(a * t.given_codebook + b, t.nickname_pairs) & ~exact
+    jw = _similarity_where(*p.text("given"), ~exact & ~missing & ~nickname)
+    one_is_initial = ((t.given_length[p.left] == 1) | (t.given_length[p.right] == 1)) & (
+        t.given_initial[p.left] == t.given_initial[p.right]
+    )
     level = np.select([exact, nickname, jw >= 0.92, jw >= 0.80, one_is_initial], [5, 4, 3, 2, 1], default=0)
     return np.where(missing, MISSING, level)
 
 
-def _family(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.family[left], t.family[right]
-    missing = _missing(a, b)
+def _family(p: _Pairs) -> np.ndarray:
+    a, b, missing = p.codes("family")
     exact = a == b
-    jw = _similarity(a, b)
-    shared = _sets_meet(t.family_tokens[left], t.family_tokens[right], ~exact & ~missing)
+    shared = _any_shared(p.t.family_tokens[p.left], p.t.family_tokens[p.right]) & ~exact
+    jw = _similarity_where(*p.text("family"), ~exact & ~missing & ~shared)
     level = np.select([exact, shared, jw >= 0.92, jw >= 0.80], [4, 3, 2, 1], default=0)
     return np.where(missing, MISSING, level)
 
 
-def _middle(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.middle[left], t.middle[right]
-    initial = np.array([x[:1] == y[:1] for x, y in zip(a, b, strict=True)], dtype=bool)
+def _middle(p: _Pairs) -> np.ndarray:
+    a, b, missing = p.codes("middle")
+    initial = p.t.middle_initial[p.left] == p.t.middle_initial[p.right]
     level = np.select([a == b, initial], [2, 1], default=0)
-    return np.where(_missing(a, b), MISSING, level)
+    return np.where(missing, MISSING, level)
 
 
-def _birth_date(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.dob_digits[left], t.dob_digits[right]
+def _birth_date(p: _Pairs) -> np.ndarray:
+    a, b = p.t.dob_digits[p.left], p.t.dob_digits[p.right]
     missing = (a[:, 0] == 0) | (b[:, 0] == 0)
     differing = (a != b).sum(axis=1)
     same_year = (a[:, :4] == b[:, :4]).all(axis=1)
@@ -134,78 +185,77 @@ def _birth_date(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarr
     return np.where(missing, MISSING, level)
 
 
-def _equal_or_missing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.where(_missing(a, b), MISSING, (a == b).astype(np.int64))
+def _equal(p: _Pairs, name: str) -> np.ndarray:
+    a, b, missing = p.codes(name)
+    return np.where(missing, MISSING, (a == b).astype(np.int64))
 
 
-def _ssn(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.ssn[left], t.ssn[right]
-    a4, b4 = t.ssn4[left], t.ssn4[right]
-    full = ~_missing(a, b)
-    edits = _similarity(a, b, scorer=DamerauLevenshtein.distance)
-    last_four = ~_missing(a4, b4) & (a4 == b4)
+def _ssn(p: _Pairs) -> np.ndarray:
+    a, b, full_missing = p.codes("ssn")
+    a4, b4, four_missing = p.codes("ssn4")
+    full = ~full_missing
+    edits = _similarity_where(*p.text("ssn"), full & (a != b), scorer=DamerauLevenshtein.distance)
+    last_four = ~four_missing & (a4 == b4)
     level = np.select([full & (a == b), full & (edits == 1), last_four], [3, 2, 1], default=0)
-    return np.where(_missing(a4, b4), MISSING, level)
+    return np.where(four_missing, MISSING, level)
 
 
-def _phone(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    a, b = t.phones[left], t.phones[right]
-    present = np.array([bool(x) and bool(y) for x, y in zip(a, b, strict=True)], dtype=bool)
-    meet = _sets_meet(a, b, present)
-    return np.where(present, meet.astype(np.int64), MISSING)
+def _phone(p: _Pairs) -> np.ndarray:
+    a, b = p.t.phones[p.left], p.t.phones[p.right]
+    present = (a[:, 0] >= 0) & (b[:, 0] >= 0)
+    return np.where(present, _any_shared(a, b).astype(np.int64), MISSING)
 
 
-def _address(t: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    line_a, line_b = t.address[left], t.address[right]
-    postal_a, postal_b = t.postal[left], t.postal[right]
-    city_a, city_b = t.city[left], t.city[right]
-    has_line = ~_missing(line_a, line_b)
-    has_postal = ~_missing(postal_a, postal_b)
-    has_city = ~_missing(city_a, city_b)
-    same_postal = has_postal & (postal_a == postal_b)
-    same_city = has_city & (_similarity(city_a, city_b) >= 0.90)
+def _address(p: _Pairs) -> np.ndarray:
+    line_a, line_b, line_missing = p.codes("address")
+    postal_a, postal_b, postal_missing = p.codes("postal")
+    city_a, city_b, city_missing = p.codes("city")
+    same_postal = ~postal_missing & (postal_a == postal_b)
+    city_jw = _similarity_where(*p.text("city"), ~city_missing & (city_a != city_b))
+    same_city = ~city_missing & ((city_a == city_b) | (city_jw >= 0.90))
     # A street line agrees only within the same ZIP code or city (or where neither is known).
-    place_agrees = same_postal | (~has_postal & (same_city | ~has_city))
-    jw = _similarity(line_a, line_b)
+    place_agrees = same_postal | (postal_missing & (same_city | city_missing))
+    same_line = ~line_missing & (line_a == line_b)
+    jw = _similarity_where(*p.text("address"), ~line_missing & ~same_line & place_agrees)
     level = np.select(
-        [has_line & (line_a == line_b) & place_agrees, has_line & (jw >= 0.88) & place_agrees, same_postal, same_city],
+        [same_line & place_agrees, ~line_missing & (jw >= 0.88) & place_agrees, same_postal, same_city],
         [4, 3, 2, 1],
         default=0,
     )
-    return np.where(~has_line & ~has_postal & ~has_city, MISSING, level)
+    return np.where(line_missing & postal_missing & city_missing, MISSING, level)
 
 
 def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Agreement levels, shape (pairs, fields), for the pairs (left[i], right[i]) of the table."""
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
+    if not len(left):
+        return np.zeros((0, len(FIELDS)), dtype=np.int8)
+    p = _Pairs(table, left, right)
     columns = {
-        "given": _given(table, left, right),
-        "family": _family(table, left, right),
-        "middle": _middle(table, left, right),
-        "birth_date": _birth_date(table, left, right),
-        "sex": _equal_or_missing(table.sex[left], table.sex[right]),
-        "ssn": _ssn(table, left, right),
-        "phone": _phone(table, left, right),
-        "email": _equal_or_missing(table.email[left], table.email[right]),
-        "address": _address(table, left, right),
-        "suffix": _equal_or_missing(table.suffix[left], table.suffix[right]),
+        "given": _given(p),
+        "family": _family(p),
+        "middle": _middle(p),
+        "birth_date": _birth_date(p),
+        "sex": _equal(p, "sex"),
+        "ssn": _ssn(p),
+        "phone": _phone(p),
+        "email": _equal(p, "email"),
+        "address": _address(p),
+        "suffix": _equal(p, "suffix"),
     }
-    levels = np.stack([columns[field.name] for field in FIELDS], axis=1) if len(left) else np.zeros((0, len(FIELDS)))
+    levels = np.stack([columns[field.name] for field in FIELDS], axis=1)
     _apply_name_swap(table, left, right, levels)
     return levels.astype(np.int8)
 
 
 def _apply_name_swap(table: RecordTable, left: np.ndarray, right: np.ndarray, levels: np.ndarray) -> None:
     """Given and family written the other way round agree, a little less than written the same way."""
-    if not len(left):
-        return
-    swapped = (
-        (table.given[left] == table.family[right])
-        & (table.family[left] == table.given[right])
-        & (table.given[left] != table.given[right])
-        & (table.given[left] != "")
-        & (table.family[left] != "")
+    # Only pairs whose given names differ can be swaps; compare the strings for those alone.
+    candidates = np.flatnonzero(
+        (table.given_code[left] != table.given_code[right]) & ~table.given_missing[left] & ~table.family_missing[left]
     )
+    a, b = left[candidates], right[candidates]
+    swapped = candidates[(table.given[a] == table.family[b]) & (table.family[a] == table.given[b])]
     levels[swapped, FIELD_INDEX["given"]] = level_of("given", "nickname")
     levels[swapped, FIELD_INDEX["family"]] = level_of("family", "shared_part")

@@ -88,6 +88,9 @@ def normalise_ssn(text: str | None) -> tuple[str, str]:
     if len(digits) == 4 and digits != "0000":
         return "", digits
     if len(digits) != 9:
+        # A national identifier of another country's length is compared as it is.
+        if 6 <= len(digits) <= 12 and len(set(digits)) > 1:
+            return digits, digits[-4:]
         return "", ""
     area, group, serial = digits[:3], digits[3:5], digits[5:]
     if (

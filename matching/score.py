@@ -103,8 +103,8 @@ class Scorer:
     def _tf_weights(self, table: RecordTable, field_name: str, index: np.ndarray) -> np.ndarray:
         """log2(m_exact / tf(value)) for the value each pair agrees on."""
         frequencies = self.tf[field_name]
-        values = getattr(table, field_name)[index]
-        tf = np.array([frequencies.get(v, self.tf_floor) for v in values], dtype=float)
+        by_code = np.array([frequencies.get(v, self.tf_floor) for v in getattr(table, f"{field_name}_uniques")])
+        tf = by_code[getattr(table, f"{field_name}_code")[index]]
         m_exact = self.parameters["m"][field_name][-1]
         return np.log2(m_exact / tf)
 
@@ -168,11 +168,13 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
     near_birth = birth >= level_of("birth_date", "one_digit")
     different_given = given == level_of("given", "different")
     shared_home = (address >= level_of("address", "similar_street")) | (phone == level_of("phone", "same"))
+    # Relatives do not share an SSN: agreement on it overrides the relative rules.
+    same_ssn = ssn >= level_of("ssn", "one_digit")
 
     rules_by_name = {
-        RULE_TWINS: same_family & near_birth & different_given,
+        RULE_TWINS: same_family & near_birth & different_given & ~same_ssn,
         RULE_GENERATION: suffix == level_of("suffix", "different"),
-        RULE_HOUSEHOLD: similar_family & shared_home & different_given,
+        RULE_HOUSEHOLD: similar_family & shared_home & different_given & ~same_ssn,
         RULE_SEX_WITH_SAME_BIRTH: same_family & near_birth & (sex == level_of("sex", "different")),
         RULE_SSN_CONFLICT: ssn == level_of("ssn", "different"),
         RULE_BIRTH_CONFLICT: birth == level_of("birth_date", "different"),

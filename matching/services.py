@@ -1,16 +1,19 @@
 """Changes to the master patient index: registering records, matching them, linking, merging,
 splitting and undoing. Every link change is written as a LinkChange with its LinkEvents."""
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
+from types import SimpleNamespace
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
+from hie.bulk import allocate_ids, insert_rows
 from hie.exceptions import Forbidden, UnknownResource, ValidationFailed
 from hie.orgs.models import Organization
 from matching.blocking import blocking_keys
@@ -136,15 +139,22 @@ class NewRegistration:
     demographics: Demographics
 
 
-def register_records_bulk(registrations: list[NewRegistration], *, source: Source, chunk: int = 2000) -> list[int]:
+RECORD_COLUMNS = ("id", "organization_id", "identifier_system", "local_id", "given_name", "middle_name",
+                  "family_name", "suffix", "previous_family_names", "sex", "birth_date", "ssn", "phones", "email",
+                  "address_line", "city", "state", "postal_code", "norm", "source", "version", "active",
+                  "match_state", "created_at", "updated_at")  # fmt: skip
+DEMOGRAPHIC_COLUMNS = RECORD_COLUMNS[4:18]
+
+
+def register_records_bulk(registrations: list[NewRegistration], *, source: Source, chunk: int = 5000) -> list[int]:
     """Store many registrations at once (bulk loads), in the caller's transaction.
 
     New records are written in bulk and left pending for batch matching (matching/batch.py);
     one that exists already goes through register_record, as a single update would.
     """
+    for organization, identifier_system in {(r.organization, r.identifier_system) for r in registrations}:
+        check_namespace(organization, identifier_system)
     existing = set()
-    for registration in registrations:
-        check_namespace(registration.organization, registration.identifier_system)
     for start in range(0, len(registrations), chunk):
         part = registrations[start : start + chunk]
         existing.update(
@@ -152,10 +162,12 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
                 identifier_system__in={r.identifier_system for r in part}, local_id__in=[r.local_id for r in part]
             ).values_list("organization_id", "identifier_system", "local_id")
         )
-    ids = []
+    ids: list[int] = []
+    now = timezone.now()
     for start in range(0, len(registrations), chunk):
-        new_records = []
-        for r in registrations[start : start + chunk]:
+        part = registrations[start : start + chunk]
+        fresh = [r for r in part if (r.organization.pk, r.identifier_system, r.local_id) not in existing]
+        for r in part:
             if (r.organization.pk, r.identifier_system, r.local_id) in existing:
                 ids.append(
                     register_record(
@@ -163,20 +175,19 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
                         demographics=r.demographics, source=source,
                     ).record.pk
                 )  # fmt: skip
-                continue
+        new_ids = allocate_ids(PatientRecord, len(fresh))
+        rows, keys = [], []
+        for record_id, r in zip(new_ids, fresh, strict=True):
             fields = r.demographics.as_fields()
-            new_records.append(
-                PatientRecord(
-                    organization=r.organization, identifier_system=r.identifier_system, local_id=r.local_id,
-                    source=source, norm=normalise(**fields), **fields,
-                )
+            norm = normalise(**fields)
+            rows.append(
+                (record_id, r.organization.pk, r.identifier_system, r.local_id,
+                 *(fields[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, MatchState.PENDING, now, now)
             )  # fmt: skip
-        PatientRecord.objects.bulk_create(new_records)
-        BlockingKey.objects.bulk_create(
-            (BlockingKey(record=record, key=key) for record in new_records for key in blocking_keys(record.norm)),
-            batch_size=5000,
-        )
-        ids.extend(record.pk for record in new_records)
+            keys += [(record_id, key) for key in blocking_keys(norm)]
+        insert_rows(PatientRecord, RECORD_COLUMNS, rows)
+        insert_rows(BlockingKey, ("record_id", "key"), keys)
+        ids += new_ids
     return ids
 
 
@@ -388,18 +399,40 @@ def _retire_if_empty(change: LinkChange, person_id: int) -> None:
             change.save(update_fields=["retired_person"])
 
 
+GOLDEN_FIELDS = ("active", "source", "updated_at", "given_name", "middle_name", "family_name", "suffix",
+                 "previous_family_names", "sex", "birth_date", "norm", "address_line", "city", "state", "postal_code",
+                 "organization_id", "identifier_system", "local_id")  # fmt: skip
+
+
 def refresh_golden_records(person_ids: list[int], chunk: int = 2000) -> None:
     """Recompute the golden records of these persons from their linked records."""
     ids = sorted(set(person_ids))
     now = timezone.now()
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        records: dict[int, list[PatientRecord]] = {person_id: [] for person_id in part}
-        for link in Link.objects.filter(person_id__in=part, state__in=CURRENT_STATES).select_related("record"):
-            records[link.person_id].append(link.record)
-        Person.objects.bulk_update(
-            [Person(pk=p, golden=build_golden_record(r), updated_at=now) for p, r in records.items()],
-            ["golden", "updated_at"],
+        records: dict[int, list[SimpleNamespace]] = {person_id: [] for person_id in part}
+        rows = Link.objects.filter(person_id__in=part, state__in=CURRENT_STATES).values(
+            "person_id", *(f"record__{name}" for name in GOLDEN_FIELDS)
+        )
+        for row in rows:
+            records[row["person_id"]].append(
+                SimpleNamespace(**{name: row[f"record__{name}"] for name in GOLDEN_FIELDS})
+            )
+        _write_golden_records([(p, build_golden_record(r)) for p, r in records.items()], now)
+
+
+def _write_golden_records(goldens: list[tuple[int, dict]], now: datetime) -> None:
+    """One UPDATE ... FROM (VALUES ...) per call: bulk_update's CASE per row is far slower."""
+    if not goldens:
+        return
+    golden = "v.column2::jsonb" if connection.vendor == "postgresql" else "v.column2"
+    rows = ", ".join(["(%s, %s)"] * len(goldens))
+    params = [value for person_id, record in goldens for value in (person_id, json.dumps(record, default=str))]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE matching_person SET golden = {golden}, updated_at = %s "  # noqa: S608 - only placeholders
+            f"FROM (VALUES {rows}) AS v WHERE matching_person.id = v.column1",
+            [now, *params],
         )
 
 

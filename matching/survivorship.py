@@ -6,20 +6,21 @@ live systems, FHIR and HL7, before bulk CSV loads); names, identifiers, phones a
 kept as lists of every distinct value. The SSN never enters the golden record.
 """
 
-from matching.models import PatientRecord, Source
+from matching.models import Source
 
 SOURCE_TRUST = {Source.FHIR: 2, Source.HL7: 2, Source.CSV: 1}
 
 
-def _ranked(records: list[PatientRecord]) -> list[PatientRecord]:
+def _ranked(records: list) -> list:
     return sorted(records, key=lambda r: (SOURCE_TRUST.get(r.source, 0), r.updated_at), reverse=True)
 
 
-def _first(records: list[PatientRecord], attribute: str) -> object:
+def _first(records: list, attribute: str) -> object:
     return next((getattr(r, attribute) for r in records if getattr(r, attribute)), None)
 
 
-def build_golden_record(records: list[PatientRecord]) -> dict:
+def build_golden_record(records: list) -> dict:
+    """`records` are PatientRecords, or any objects with their attributes (rows read in bulk)."""
     ranked = _ranked([r for r in records if r.active])
     if not ranked:
         return {}

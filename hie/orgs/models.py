@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.functional import cached_property
 from oauth2_provider.models import AbstractApplication
 
 
@@ -22,7 +23,7 @@ class Organization(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
+    @cached_property
     def identifier_system_uris(self) -> list[str]:
         return [system.uri for system in self.identifier_systems.all()]
 

@@ -30,6 +30,11 @@ def test_invalid_and_placeholder_ssns_are_missing(raw):
     assert normalise_ssn(raw) == ("", "")
 
 
+def test_another_countrys_national_identifier_is_kept_as_given():
+    assert normalise_ssn("5304218") == ("5304218", "4218")
+    assert normalise_ssn("12345") == ("", "")
+
+
 def test_valid_ssn_keeps_digits_and_last_four():
     assert normalise_ssn("521-43-8876") == ("521438876", "8876")
     assert normalise_ssn("xxx-xx-8876") == ("", "8876")

@@ -6,6 +6,7 @@ writes the enterprise id the index gave each row.
 """
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from django.db import transaction
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
-from matching.models import MatchState, PatientRecord, Person, Source, TrainingRun
+from matching.models import LinkState, MatchState, PatientRecord, Person, Source, TrainingRun
 from matching.selectors import current_person_subquery
 from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_task
@@ -32,7 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("input", type=Path)
         parser.add_argument("--out", type=Path, required=True)
         parser.add_argument("--no-train", action="store_true", help="match with the active model as it is")
-        parser.add_argument("--chunk", type=int, default=100_000, help="records per matching task")
+        parser.add_argument("--chunk", type=int, default=200_000, help="records per matching task")
+        parser.add_argument("--stats", type=Path, help="write counts and timings as JSON here")
 
     def handle(self, *args: object, **options: object) -> None:
         timings = {}
@@ -73,6 +75,18 @@ class Command(BaseCommand):
         timings["write"] = time.monotonic() - mark
         summary = " ".join(f"{step}={seconds:.1f}s" for step, seconds in timings.items())
         self.stderr.write(f"{len(ids)} records, {summary}, total={time.monotonic() - started:.1f}s")
+        if options["stats"]:
+            records = PatientRecord.objects.filter(organization__in=organizations.values())
+            options["stats"].write_text(
+                json.dumps(
+                    {
+                        "records": len(ids),
+                        "persons": records.values("links__person").distinct().count(),
+                        "in_review": records.filter(links__state=LinkState.POSSIBLE_MATCH).count(),
+                        "timings": timings,
+                    }
+                )
+            )
 
     def _system(self, org_id: str) -> str:
         return f"urn:hie:csv:{org_id}"
