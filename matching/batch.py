@@ -84,10 +84,17 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         key_rows += list(BlockingKey.objects.filter(record_id__in=part).values_list("key", "record_id"))
     keys = sorted({key for key, _ in key_rows})
     lock_blocking_keys(keys)
-    block_rows = []
-    for part in _chunks(keys):
-        block_rows += list(BlockingKey.objects.filter(key__in=part).values_list("key", "record_id"))
-
+    # Candidates are the batch's own records and records already linked to a person; other
+    # pending records are matched by their own task.
+    block_rows = list(key_rows)
+    # (Batch records have no current link yet, so the join leaves them out.)
+    if Link.objects.filter(state__in=CURRENT_STATES).exists():
+        for part in _chunks(keys):
+            block_rows += list(
+                BlockingKey.objects.filter(key__in=part, record__links__state__in=CURRENT_STATES).values_list(
+                    "key", "record_id"
+                )
+            )
     blocks = pd.DataFrame(block_rows, columns=["key", "other"])
     sizes = blocks.groupby("key")["other"].transform("size")
     oversized = blocks[sizes > settings.MATCH_BLOCK_CAP].groupby("key").size()
@@ -108,9 +115,11 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         ):
             if person is not None:
                 known[pk] = (norm, person)
-    order = {pk: i for i, pk in enumerate(batch_ids)}
-    rank = pairs["other"].map(lambda pk: order.get(pk, -1 if pk in known else None))
-    pairs = pairs[rank.notna() & (rank < pairs["record"].map(order))]
+    # The decider of each pair is its later record: linked records (rank -1) come before the batch.
+    order = pd.Series(np.arange(len(batch_ids)), index=batch_ids)
+    rank = pd.concat([order, pd.Series(-1, index=list(known), dtype=np.int64)]) if known else order
+    other_rank = pairs["other"].map(rank)
+    pairs = pairs[other_rank.notna().to_numpy() & (other_rank < pairs["record"].map(order)).to_numpy()]
 
     positions = {pk: i for i, pk in enumerate(batch_ids)}
     norms = [norm for _, norm in batch]
@@ -118,8 +127,9 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         positions[pk] = len(norms)
         norms.append(norm)
     table = RecordTable(norms)
-    left = pairs["record"].map(positions).to_numpy(np.int64)
-    right = pairs["other"].map(positions).to_numpy(np.int64)
+    position_of = pd.Series(positions)
+    left = pairs["record"].map(position_of).to_numpy(np.int64)
+    right = pairs["other"].map(position_of).to_numpy(np.int64)
     scorer = active_scorer()
     scored = scorer.score(table, left, right)
     outcome.candidate_pairs = len(left)

@@ -110,6 +110,9 @@ def normalise_phone(text: str, region: str = "US") -> str:
     """E.164, or empty for a number that cannot be a real one."""
     if not text or not text.strip():
         return ""
+    digits = re.sub(r"\D", "", text)
+    if region == "US" and len(digits) == 10 and digits[0] in "23456789" and "+" not in text and "x" not in text.lower():
+        return "+1" + digits  # a plain NANP number: what phonenumbers would answer, without parsing
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

@@ -50,6 +50,7 @@ RULE_SEX_WITH_SAME_BIRTH = "different_sex_same_birth"  # possibly twins: a perso
 RULE_HOUSEHOLD = "household"  # same family and home or phone, clearly different given names: a relative
 RULE_SSN_CONFLICT = "ssn_conflict"  # two different valid SSNs: a person decides
 RULE_BIRTH_CONFLICT = "birth_date_conflict"  # both birth dates known and far apart: namesakes, a person decides
+RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT)
 REJECT_CAP = 0.01
 
 
@@ -81,7 +82,10 @@ class ScoredPairs:
     levels: np.ndarray  # (pairs, fields) agreement levels
     weights: np.ndarray  # (pairs, fields) log2 Bayes factors; 0 where a side is missing
     probability: np.ndarray  # (pairs,) after rules
-    rules: list[list[str]] = field(default_factory=list)  # rules that capped each pair
+    rules: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit i set: RULES[i] applied
+
+    def rules_of(self, i: int) -> list[str]:
+        return [name for bit, name in enumerate(RULES) if self.rules[i] >> bit & 1]
 
 
 class Scorer:
@@ -144,12 +148,12 @@ class Scorer:
             "model_version": self.version,
             "prior_weight": round(self.prior_weight, 2),
             "fields": fields,
-            "rules": scored.rules[i],
+            "rules": scored.rules_of(i),
             "probability": round(float(scored.probability[i]), 6),
         }
 
 
-def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cap the probability where a registrar's rule says the arithmetic must not decide.
 
     Relatives share a family name, a home and a phone; the weights of those fields would
@@ -187,8 +191,7 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
     )
     probability[review] = np.minimum(probability[review], np.nextafter(auto_link_threshold(), 0))
 
-    rules: list[list[str]] = [[] for _ in range(len(probability))]
-    for name, mask in rules_by_name.items():
-        for i in np.flatnonzero(mask):
-            rules[i].append(name)
+    rules = np.zeros(len(probability), dtype=np.int64)
+    for bit, name in enumerate(RULES):
+        rules |= rules_by_name[name].astype(np.int64) << bit
     return probability, rules

@@ -3,7 +3,7 @@ splitting and undoing. Every link change is written as a LinkChange with its Lin
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from types import SimpleNamespace
 
@@ -73,7 +73,7 @@ class Demographics:
     postal_code: str = ""
 
     def as_fields(self) -> dict:
-        values = asdict(self)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["previous_family_names"] = list(self.previous_family_names)
         values["phones"] = list(self.phones)
         return values

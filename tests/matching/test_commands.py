@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.batch import match_batch
 from matching.csv_input import HEADER, parse_row
@@ -25,7 +26,9 @@ def load(rows: list[dict]) -> list[int]:
     registrations = []
     for row in rows:
         if row["org_id"] not in orgs:
-            orgs[row["org_id"]] = create_organization(name=row["org_id"], identifier_systems=[f"urn:x:{row['org_id']}"])
+            orgs[row["org_id"]] = Organization.objects.filter(name=row["org_id"]).first() or create_organization(
+                name=row["org_id"], identifier_systems=[f"urn:x:{row['org_id']}"]
+            )
         registrations.append(
             NewRegistration(orgs[row["org_id"]], f"urn:x:{row['org_id']}", row["local_id"], demographics_of(row))
         )
@@ -125,3 +128,24 @@ def test_csv_rows_are_checked_field_by_field():
     assert parse_row(2, {"org_id": "a", "local_id": "1", "birth_date": "1990-02-03"}).demographics.birth_date == date(
         1990, 2, 3
     )
+
+
+@pytest.mark.django_db
+def test_a_later_batch_links_to_persons_already_in_the_index():
+    rows = generate(120, seed=17).rows
+    first, later = rows[:-30], rows[-30:]
+    match_batch(load(first))
+    persons_before = dict(Link.objects.filter(state=LinkState.MATCH).values_list("record__local_id", "person_id"))
+    match_batch(load(later))
+    person_of = dict(
+        Link.objects.filter(state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH]).values_list(
+            "record__local_id", "person_id"
+        )
+    )
+    true_of = {row["local_id"]: row["true_person"] for row in rows}
+    earlier_person_of_truth = {true_of[local]: person for local, person in persons_before.items()}
+    joined = [row for row in later if row["true_person"] in earlier_person_of_truth]
+    assert joined, "the later rows include people registered earlier"
+    hits = sum(person_of[row["local_id"]] == earlier_person_of_truth[row["true_person"]] for row in joined)
+    assert hits >= 0.9 * len(joined)
+    assert all(persons_before[local] == person_of[local] for local in persons_before)

@@ -24,7 +24,7 @@ def levels(a: dict, b: dict) -> dict:
 def probability(a: dict, b: dict) -> tuple[float, list[str]]:
     scorer = Scorer(default_parameters(), version=0)
     scored = scorer.score(RecordTable([normalise(**a), normalise(**b)]), np.array([0]), np.array([1]))
-    return float(scored.probability[0]), scored.rules[0]
+    return float(scored.probability[0]), scored.rules_of(0)
 
 
 def test_nickname_counts_as_agreement():
