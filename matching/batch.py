@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hie.bulk import allocate_ids, insert_rows
@@ -58,6 +58,14 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[start : start + size]
 
 
+def _rows(queryset) -> list[tuple]:
+    """The rows of a values_list query straight from the cursor (no per-row ORM work; plain columns only)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 @transaction.atomic
 def match_batch(record_ids: list[int]) -> BatchOutcome:
     outcome = BatchOutcome()
@@ -80,8 +88,8 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         return outcome
     batch_ids = [pk for pk, _ in batch]
     key_rows = []
-    for part in _chunks(batch_ids):
-        key_rows += list(BlockingKey.objects.filter(record_id__in=part).values_list("key", "record_id"))
+    for part in _chunks(batch_ids, 20_000):
+        key_rows += _rows(BlockingKey.objects.filter(record_id__in=part).values_list("key", "record_id"))
     keys = sorted({key for key, _ in key_rows})
     lock_blocking_keys(keys)
     # Candidates are the batch's own records and records already linked to a person; other

@@ -211,7 +211,7 @@ def evaluate(parameters: dict, norms: list[dict], labels: list[tuple[int, int, b
 # --- the stored, versioned model -----------------------------------------------------------
 
 
-def train_and_activate(run_id: int, *, max_records: int = 200_000) -> MatchModel:
+def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
     """Train on (a sample of) the active records, store the model as the next version, activate it."""
     run = TrainingRun.objects.get(pk=run_id)
     run.status, run.progress, run.message = TrainingRun.Status.RUNNING, 5, "loading records"
