@@ -163,7 +163,7 @@ def run_node(input_csv: Path, work: Path, database: str) -> dict:
     ).stdout
     return {
         "wall": wall, "rss": rss, "output": read_output(out), "stats": json.loads(stats.read_text()),
-        "confirmed": {(org, local): person for org, local, person in json.loads(confirmed)},
+        "confirmed": {(org, local): person for org, local, person in json.loads(confirmed.strip().splitlines()[-1])},
     }  # fmt: skip
 
 

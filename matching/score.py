@@ -50,7 +50,9 @@ RULE_SEX_WITH_SAME_BIRTH = "different_sex_same_birth"  # possibly twins: a perso
 RULE_HOUSEHOLD = "household"  # same family and home or phone, clearly different given names: a relative
 RULE_SSN_CONFLICT = "ssn_conflict"  # two different valid SSNs: a person decides
 RULE_BIRTH_CONFLICT = "birth_date_conflict"  # both birth dates known and far apart: namesakes, a person decides
-RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT)
+RULE_NAMES_DIFFER = "names_differ"  # given and family names both disagree: whatever else agrees, a person decides
+RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT,
+         RULE_NAMES_DIFFER)  # fmt: skip
 REJECT_CAP = 0.01
 
 
@@ -182,6 +184,7 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
         RULE_SEX_WITH_SAME_BIRTH: same_family & near_birth & (sex == level_of("sex", "different")),
         RULE_SSN_CONFLICT: ssn == level_of("ssn", "different"),
         RULE_BIRTH_CONFLICT: birth == level_of("birth_date", "different"),
+        RULE_NAMES_DIFFER: different_given & (family == level_of("family", "different")),
     }
     probability = probability.copy()
     reject = rules_by_name[RULE_TWINS] | rules_by_name[RULE_GENERATION] | rules_by_name[RULE_HOUSEHOLD]
