@@ -36,7 +36,7 @@ from matching.models import (
     ReviewTask,
     new_euid,
 )
-from matching.selectors import CURRENT_STATES, active_scorer, current_person_subquery
+from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery
 from matching.services import REVIEW_CANDIDATES, decide, match_record, refresh_golden_records
 
 logger = logging.getLogger(__name__)
@@ -96,10 +96,10 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     # pending records are matched by their own task.
     block_rows = list(key_rows)
     # (Batch records have no current link yet, so the join leaves them out.)
-    if Link.objects.filter(state__in=CURRENT_STATES).exists():
+    if Link.objects.filter(state__in=CONFIRMED).exists():
         for part in _chunks(keys):
             block_rows += list(
-                BlockingKey.objects.filter(key__in=part, record__links__state__in=CURRENT_STATES).values_list(
+                BlockingKey.objects.filter(key__in=part, record__links__state__in=CONFIRMED).values_list(
                     "key", "record_id"
                 )
             )
@@ -118,7 +118,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     for part in _chunks(others):
         for pk, norm, person in (
             PatientRecord.objects.filter(pk__in=part, active=True)
-            .annotate(person_id=current_person_subquery())
+            .annotate(person_id=current_person_subquery(CONFIRMED))
             .values_list("pk", "norm", "person_id")
         ):
             if person is not None:
@@ -178,7 +178,8 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
                 outcome.linked += 1
             else:
                 outcome.review += 1
-        person_of[record_id] = token
+        if state == LinkState.MATCH:  # a provisional link lends its person to nobody (see CONFIRMED)
+            person_of[record_id] = token
         decisions.append((record_id, token, state, pair, ranked[:REVIEW_CANDIDATES] if decision == "review" else []))
 
     now = timezone.now()

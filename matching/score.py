@@ -53,6 +53,9 @@ RULE_BIRTH_CONFLICT = "birth_date_conflict"  # both birth dates known and far ap
 RULE_NAMES_DIFFER = "names_differ"  # given and family names both disagree: whatever else agrees, a person decides
 RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT,
          RULE_NAMES_DIFFER)  # fmt: skip
+# What each rule does: never link (a score of at most REJECT_CAP), or leave it to a person (below auto-link).
+REJECT_RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD)
+REVIEW_RULES = (RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT, RULE_NAMES_DIFFER)
 REJECT_CAP = 0.01
 
 
@@ -187,11 +190,9 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
         RULE_NAMES_DIFFER: different_given & (family == level_of("family", "different")),
     }
     probability = probability.copy()
-    reject = rules_by_name[RULE_TWINS] | rules_by_name[RULE_GENERATION] | rules_by_name[RULE_HOUSEHOLD]
+    reject = np.logical_or.reduce([rules_by_name[name] for name in REJECT_RULES])
     probability[reject] = np.minimum(probability[reject], REJECT_CAP)
-    review = (
-        rules_by_name[RULE_SEX_WITH_SAME_BIRTH] | rules_by_name[RULE_SSN_CONFLICT] | rules_by_name[RULE_BIRTH_CONFLICT]
-    )
+    review = np.logical_or.reduce([rules_by_name[name] for name in REVIEW_RULES])
     probability[review] = np.minimum(probability[review], np.nextafter(auto_link_threshold(), 0))
 
     rules = np.zeros(len(probability), dtype=np.int64)

@@ -52,12 +52,17 @@ class Candidates:
     oversized_passes: dict[str, int] = field(default_factory=dict)  # pass -> size of the skipped block
 
 
-def current_person_subquery() -> Subquery:
-    return Subquery(Link.objects.filter(record=OuterRef("pk"), state__in=CURRENT_STATES).values("person_id")[:1])
+def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES) -> Subquery:
+    return Subquery(Link.objects.filter(record=OuterRef("pk"), state__in=states).values("person_id")[:1])
+
+
+# A record linked only provisionally waits for a person's review: it lends its person to nobody,
+# or one uncertain link would carry later, confident ones to the wrong person.
+CONFIRMED = (LinkState.MATCH,)
 
 
 def find_candidates(record_id: int, keys: list[str]) -> Candidates:
-    """Records sharing a blocking key with this one and already linked to a person.
+    """Records sharing a blocking key with this one and confirmed as some person.
 
     A block larger than MATCH_BLOCK_CAP says little (a shared common value) and costs much;
     it is skipped and reported rather than silently truncated.
@@ -77,7 +82,7 @@ def find_candidates(record_id: int, keys: list[str]) -> Candidates:
             ids.update(members)
     rows = (
         PatientRecord.objects.filter(pk__in=ids, active=True)
-        .annotate(person_id=current_person_subquery())
+        .annotate(person_id=current_person_subquery(CONFIRMED))
         .values_list("pk", "norm", "person_id")
     )
     return Candidates(

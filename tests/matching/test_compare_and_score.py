@@ -7,7 +7,16 @@ import pytest
 
 from matching.compare import FIELDS, RecordTable, compare
 from matching.normalize import normalise
-from matching.score import RULE_GENERATION, RULE_TWINS, Scorer, default_parameters, grade
+from matching.score import (
+    REJECT_RULES,
+    REVIEW_RULES,
+    RULE_GENERATION,
+    RULE_TWINS,
+    RULES,
+    Scorer,
+    default_parameters,
+    grade,
+)
 
 BASE = {
     "given_name": "Katherine", "family_name": "Oyelaran", "sex": "female", "birth_date": date(1979, 3, 14),
@@ -79,6 +88,18 @@ def test_junior_and_senior_are_never_linked():
     p, rules = probability(senior, junior)
     assert RULE_GENERATION in rules
     assert grade(p) == "certainly-not"
+
+
+def test_every_rule_has_an_effect():
+    assert set(RULES) == set(REJECT_RULES) | set(REVIEW_RULES)
+    assert not set(REJECT_RULES) & set(REVIEW_RULES)
+
+
+def test_pair_whose_names_both_differ_is_left_to_a_person():
+    relative = {**BASE, "given_name": "Sophia", "family_name": "Martinez", "ssn": ""}
+    p, rules = probability({**BASE, "ssn": ""}, relative)
+    assert "names_differ" in rules
+    assert p < 0.95
 
 
 def test_stranger_is_certainly_not():
