@@ -8,6 +8,7 @@ batch in a few queries and scores every pair in one vectorised pass.
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,15 @@ from matching.models import (
     new_euid,
 )
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery
-from matching.services import REVIEW_CANDIDATES, decide, match_record, refresh_golden_records
+from matching.services import (
+    GOLDEN_FIELDS,
+    REVIEW_CANDIDATES,
+    decide,
+    match_record,
+    refresh_golden_records,
+    write_golden_records,
+)
+from matching.survivorship import build_golden_record
 
 logger = logging.getLogger(__name__)
 CHUNK = 5000
@@ -74,19 +83,20 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         linked_already.update(
             Link.objects.filter(record_id__in=part, state__in=CURRENT_STATES).values_list("record_id", flat=True)
         )
-    batch = []
+    batch = []  # (pk, norm, the record's fields for its golden record)
     for part in _chunks(sorted(set(record_ids) - linked_already)):
-        batch += list(
+        for row in (
             PatientRecord.objects.select_for_update()
             .filter(pk__in=part, active=True, match_state=MatchState.PENDING)
-            .values_list("pk", "norm")
-        )
+            .values("pk", *GOLDEN_FIELDS)
+        ):
+            batch.append((row["pk"], row["norm"], row))
     # Records matched before (a re-registration) keep their history: the single path re-evaluates them.
     for record_id in sorted(linked_already):
         match_record(record_id)
     if not batch:
         return outcome
-    batch_ids = [pk for pk, _ in batch]
+    batch_ids = [pk for pk, _, _ in batch]
     key_rows = []
     for part in _chunks(batch_ids, 20_000):
         key_rows += _rows(BlockingKey.objects.filter(record_id__in=part).values_list("key", "record_id"))
@@ -130,7 +140,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     pairs = pairs[other_rank.notna().to_numpy() & (other_rank < pairs["record"].map(order)).to_numpy()]
 
     positions = {pk: i for i, pk in enumerate(batch_ids)}
-    norms = [norm for _, norm in batch]
+    norms = [norm for _, norm, _ in batch]
     for pk, (norm, _) in known.items():
         positions[pk] = len(norms)
         norms.append(norm)
@@ -150,16 +160,18 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         ).values_list("record_id", "person_id"):
             refused[record_id].add(("db", person_id))
 
-    by_record = defaultdict(list)
-    for i, record_id in enumerate(pairs["record"].to_numpy()):
-        by_record[int(record_id)].append(i)
+    # Pair indices grouped by the record that decides them (numpy, not a loop over millions of pairs).
+    deciders = pairs["record"].to_numpy()
+    by_decider = np.argsort(deciders, kind="stable")
+    starts = np.searchsorted(deciders[by_decider], batch_ids, side="left")
+    ends = np.searchsorted(deciders[by_decider], batch_ids, side="right")
     other_ids = pairs["other"].to_numpy()
     person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
     decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
     new_persons = 0
-    for record_id in batch_ids:
+    for n, record_id in enumerate(batch_ids):
         best: dict[tuple, int] = {}
-        for i in by_record.get(record_id, ()):
+        for i in by_decider[starts[n] : ends[n]].tolist():
             token = person_of.get(int(other_ids[i]))
             if token is None or token in refused[record_id]:
                 continue
@@ -231,9 +243,17 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
             for token, i in ranked
         ),
     )
-    for part in _chunks(batch_ids):
+    for part in _chunks(batch_ids, 50_000):
         PatientRecord.objects.filter(pk__in=part).update(match_state=MatchState.DONE)
-    refresh_golden_records([link[1] for link in links])
+    # Persons made in this batch hold only batch records, whose fields are in memory; persons
+    # that existed before also hold records read from the database.
+    members: dict[int, list[SimpleNamespace]] = defaultdict(list)
+    fields_of = {pk: fields for pk, _, fields in batch}
+    for record_id, token, _state, _, _ in decisions:
+        if token[0] == "new":
+            members[person_id(token)].append(SimpleNamespace(**fields_of[record_id]))
+    write_golden_records([(person, build_golden_record(records)) for person, records in members.items()], now)
+    refresh_golden_records(sorted({link[1] for link in links} - set(members)))
     if outcome.oversized_passes:
         logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})
     return outcome

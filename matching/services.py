@@ -418,22 +418,23 @@ def refresh_golden_records(person_ids: list[int], chunk: int = 2000) -> None:
             records[row["person_id"]].append(
                 SimpleNamespace(**{name: row[f"record__{name}"] for name in GOLDEN_FIELDS})
             )
-        _write_golden_records([(p, build_golden_record(r)) for p, r in records.items()], now)
+        write_golden_records([(p, build_golden_record(r)) for p, r in records.items()], now)
 
 
-def _write_golden_records(goldens: list[tuple[int, dict]], now: datetime) -> None:
-    """One UPDATE ... FROM (VALUES ...) per call: bulk_update's CASE per row is far slower."""
-    if not goldens:
-        return
+def write_golden_records(goldens: list[tuple[int, dict]], now: datetime, chunk: int = 5000) -> None:
+    """Store golden records with one UPDATE ... FROM (VALUES ...) per chunk: bulk_update's CASE
+    per row is far slower."""
     golden = "v.column2::jsonb" if connection.vendor == "postgresql" else "v.column2"
-    rows = ", ".join(["(%s, %s)"] * len(goldens))
-    params = [value for person_id, record in goldens for value in (person_id, json.dumps(record, default=str))]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE matching_person SET golden = {golden}, updated_at = %s "  # noqa: S608 - only placeholders
-            f"FROM (VALUES {rows}) AS v WHERE matching_person.id = v.column1",
-            [now, *params],
-        )
+    for start in range(0, len(goldens), chunk):
+        part = goldens[start : start + chunk]
+        rows = ", ".join(["(%s, %s)"] * len(part))
+        params = [value for person_id, record in part for value in (person_id, json.dumps(record, default=str))]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE matching_person SET golden = {golden}, updated_at = %s "  # noqa: S608 - only placeholders
+                f"FROM (VALUES {rows}) AS v WHERE matching_person.id = v.column1",
+                [now, *params],
+            )
 
 
 # --- what staff do -------------------------------------------------------------------------

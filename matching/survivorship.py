@@ -12,7 +12,13 @@ SOURCE_TRUST = {Source.FHIR: 2, Source.HL7: 2, Source.CSV: 1}
 
 
 def _ranked(records: list) -> list:
-    return sorted(records, key=lambda r: (SOURCE_TRUST.get(r.source, 0), r.updated_at), reverse=True)
+    # The identifier breaks ties (records loaded together share updated_at), so the golden record
+    # does not depend on the order rows come back in.
+    return sorted(
+        records,
+        key=lambda r: (SOURCE_TRUST.get(r.source, 0), r.updated_at, r.identifier_system, r.local_id),
+        reverse=True,
+    )
 
 
 def _first(records: list, attribute: str) -> object:

@@ -149,3 +149,15 @@ def test_a_later_batch_links_to_persons_already_in_the_index():
     hits = sum(person_of[row["local_id"]] == earlier_person_of_truth[row["true_person"]] for row in joined)
     assert hits >= 0.9 * len(joined)
     assert all(persons_before[local] == person_of[local] for local in persons_before)
+
+
+@pytest.mark.django_db
+def test_batch_golden_records_equal_a_fresh_recomputation():
+    from matching.models import Person
+    from matching.services import refresh_golden_records
+
+    match_batch(load(generate(80, seed=23).rows))
+    from_batch = dict(Person.objects.values_list("pk", "golden"))
+    assert all(from_batch.values())
+    refresh_golden_records(list(from_batch))
+    assert dict(Person.objects.values_list("pk", "golden")) == from_batch
