@@ -117,7 +117,7 @@ class Scorer:
         m_exact = self.parameters["m"][field_name][-1]
         return np.log2(m_exact / tf)
 
-    def weigh(self, table: RecordTable, left: np.ndarray, right: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    def weigh(self, table: RecordTable, left: np.ndarray, levels: np.ndarray) -> np.ndarray:
         weights = np.zeros(levels.shape, dtype=float)
         for i, table_of_field in enumerate(self.tables):
             weights[:, i] = table_of_field[levels[:, i]]
@@ -131,7 +131,7 @@ class Scorer:
 
     def score(self, table: RecordTable, left: np.ndarray, right: np.ndarray) -> ScoredPairs:
         levels = compare(table, left, right)
-        weights = self.weigh(table, left, right, levels)
+        weights = self.weigh(table, left, levels)
         total = self.prior_weight + weights.sum(axis=1)
         probability = 1.0 / (1.0 + np.exp2(-np.clip(total, -60, 60)))
         probability, rules = apply_rules(levels, probability)

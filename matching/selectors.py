@@ -52,8 +52,9 @@ class Candidates:
     oversized_passes: dict[str, int] = field(default_factory=dict)  # pass -> size of the skipped block
 
 
-def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES) -> Subquery:
-    return Subquery(Link.objects.filter(record=OuterRef("pk"), state__in=states).values("person_id")[:1])
+def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES, field: str = "person_id") -> Subquery:
+    """The record's current person (or a field of it, such as "person__euid"), for annotating records."""
+    return Subquery(Link.objects.filter(record=OuterRef("pk"), state__in=states).values(field)[:1])
 
 
 # A record linked only provisionally waits for a person's review: it lends its person to nobody,

@@ -58,8 +58,6 @@ CITIES = [
     ("Greenville", "SC", "296"), ("Madison", "WI", "537"), ("Salem", "OR", "973"), ("Georgetown", "TX", "786"),
     ("Clinton", "IA", "527"), ("Arlington", "VA", "222"),
 ]  # fmt: skip
-HEADER = ["org_id", "local_id", "given_name", "middle_name", "family_name", "suffix", "sex", "birth_date", "ssn",
-          "phone", "email", "address_line", "city", "state", "postal_code"]  # fmt: skip
 
 
 @dataclass

@@ -4,8 +4,9 @@ from datetime import date
 
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
+from matching.csv_input import parse_row
 from matching.models import Source
-from matching.services import Demographics, Registration, register_record
+from matching.services import Demographics, NewRegistration, Registration, register_record, register_records_bulk
 
 _counter = iter(range(1, 1_000_000))
 
@@ -37,3 +38,21 @@ def register(org: Organization, local_id: str | None = None, **fields) -> Regist
         demographics=Demographics(**defaults),
         source=Source.FHIR,
     )
+
+
+def demographics_of(row: dict):
+    return parse_row(0, row).demographics
+
+
+def load(rows: list[dict]) -> list[int]:
+    orgs = {}
+    registrations = []
+    for row in rows:
+        if row["org_id"] not in orgs:
+            orgs[row["org_id"]] = Organization.objects.filter(name=row["org_id"]).first() or create_organization(
+                name=row["org_id"], identifier_systems=[f"urn:x:{row['org_id']}"]
+            )
+        registrations.append(
+            NewRegistration(orgs[row["org_id"]], f"urn:x:{row['org_id']}", row["local_id"], demographics_of(row))
+        )
+    return register_records_bulk(registrations, source=Source.CSV)

@@ -8,31 +8,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.batch import match_batch
 from matching.csv_input import HEADER, parse_row
-from matching.models import Link, LinkState, PatientRecord, Source
-from matching.services import NewRegistration, match_record, register_records_bulk
+from matching.models import Link, LinkState, PatientRecord
+from matching.services import match_record
 from matching.synthetic import generate
-
-
-def demographics_of(row: dict):
-    return parse_row(0, row).demographics
-
-
-def load(rows: list[dict]) -> list[int]:
-    orgs = {}
-    registrations = []
-    for row in rows:
-        if row["org_id"] not in orgs:
-            orgs[row["org_id"]] = Organization.objects.filter(name=row["org_id"]).first() or create_organization(
-                name=row["org_id"], identifier_systems=[f"urn:x:{row['org_id']}"]
-            )
-        registrations.append(
-            NewRegistration(orgs[row["org_id"]], f"urn:x:{row['org_id']}", row["local_id"], demographics_of(row))
-        )
-    return register_records_bulk(registrations, source=Source.CSV)
+from tests.matching.factories import load
 
 
 def partition() -> set[frozenset[str]]:

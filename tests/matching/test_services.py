@@ -200,3 +200,24 @@ def test_retired_record_leaves_its_person(django_capture_on_commit_callbacks):
     person.refresh_from_db()
     assert current_link(a.pk) is None
     assert person.status == PersonStatus.RETIRED
+
+
+def test_sweep_matches_records_left_pending_and_leaves_fresh_ones(django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from matching.tasks import sweep_pending_matches
+
+    org = organization()
+    # The match message was lost: the records were stored but their tasks never ran.
+    lost = register(org).record
+    fresh = register(org, given_name="Tobias", family_name="Lindqvist").record
+    PatientRecord.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    assert sweep_pending_matches(older_than_seconds=120) == 1
+    lost.refresh_from_db()
+    fresh.refresh_from_db()
+    assert lost.match_state == MatchState.DONE
+    assert current_link(lost.pk) is not None
+    assert fresh.match_state == MatchState.PENDING

@@ -10,7 +10,7 @@ from matching.score import DEFAULT_M, DEFAULT_U
 from matching.selectors import active_scorer
 from matching.synthetic import generate
 from matching.training import expectation_maximisation, train, train_and_activate
-from tests.matching.test_commands import demographics_of
+from tests.matching.factories import demographics_of, load
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,6 @@ def test_held_fields_keep_their_starting_m():
 
 @pytest.mark.django_db
 def test_training_run_stores_and_activates_a_new_version(population, django_capture_on_commit_callbacks):
-    from tests.matching.test_commands import load
-
     load(population.rows[:400])
     first = train_and_activate(TrainingRun.objects.create().pk)
     second = train_and_activate(TrainingRun.objects.create().pk)

@@ -17,7 +17,7 @@ from django.db import transaction
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
-from matching.models import LinkState, MatchState, PatientRecord, Person, Source, TrainingRun
+from matching.models import LinkState, MatchState, PatientRecord, Source, TrainingRun
 from matching.selectors import current_person_subquery
 from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_task
@@ -104,15 +104,13 @@ class Command(BaseCommand):
         person_of = {}
         for organization_id, local_id, euid in (
             PatientRecord.objects.filter(organization__in=organizations.values())
-            .annotate(person=current_person_subquery())
-            .values_list("organization_id", "local_id", "person")
+            .annotate(euid=current_person_subquery(field="person__euid"))
+            .values_list("organization_id", "local_id", "euid")
             .iterator(chunk_size=20_000)
         ):
             person_of[(organization_id, local_id)] = euid
-        euids = dict(Person.objects.values_list("pk", "euid").iterator(chunk_size=20_000))
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["org_id", "local_id", "person_id"])
             for r in registrations:
-                person = person_of.get((organizations[r.org_id].pk, r.local_id))
-                writer.writerow([r.org_id, r.local_id, euids.get(person, "")])
+                writer.writerow([r.org_id, r.local_id, person_of.get((organizations[r.org_id].pk, r.local_id)) or ""])
