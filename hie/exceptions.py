@@ -24,3 +24,31 @@ class Forbidden(HieError):
 
 class UnknownResource(HieError):
     """The thing asked for does not exist, or the caller may not know that it does."""
+
+
+class Unprocessable(HieError):
+    """The input is well-formed but breaks a business rule (FHIR answers 422)."""
+
+
+class Conflict(HieError):
+    """The request conflicts with what is stored (for example, creating what exists already)."""
+
+
+class PreconditionFailed(HieError):
+    """The caller's version precondition (If-Match) does not hold any more."""
+
+
+class UnknownDomain(ValidationFailed):
+    """An identifier system (assigning authority) that no member uses."""
+
+
+class UnknownTargetDomain(Forbidden):
+    """PIXm ITI-83: a target system the node does not know is answered 403."""
+
+
+class RateLimited(HieError):
+    """The client sent more requests than its allowance; it may retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

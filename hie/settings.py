@@ -217,6 +217,43 @@ OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
 }
 
+# FHIR API conventions. Every read names its purpose of use (HL7 v3 PurposeOfUse codes) in
+# the X-Purpose-Of-Use header; each API client may send FHIR_RATE_LIMIT requests per
+# FHIR_RATE_WINDOW seconds (0: no limit), counted in the cache shared by all web processes.
+FHIR_PURPOSES_OF_USE = {
+    "TREAT": "treatment",
+    "ETREAT": "emergency treatment",
+    "BTG": "break the glass",
+    "CAREMGT": "care management",
+    "COC": "coordination of care",
+    "HPAYMT": "healthcare payment",
+    "CLMATTCH": "claim attachment",
+    "COVERAGE": "coverage under policy or program",
+    "HOPERAT": "healthcare operations",
+    "HQUALIMP": "healthcare quality improvement",
+    "PUBHLTH": "public health",
+    "POPHLTH": "population health",
+    "HRESCH": "healthcare research",
+    "PATRQT": "patient requested",
+    "FAMRQT": "family requested",
+    "PWATRNY": "power of attorney",
+    "HLEGAL": "legal",
+    "HCOMPL": "compliance",
+    "HSYSADMIN": "system administration",
+}
+FHIR_RATE_LIMIT = env_int("FHIR_RATE_LIMIT", 1200)
+FHIR_RATE_WINDOW = env_int("FHIR_RATE_WINDOW", 60)
+FHIR_MAX_PAGE_SIZE = 100
+
+# The cache holds the rate-limit counters: Redis when CACHE_URL is set (shared by every web
+# process), process memory otherwise.
+CACHE_URL = env("CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

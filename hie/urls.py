@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from oauth2_provider import views as oauth2_views
 
 from hie import health
+from hie.fhir import capability, patients
 from hie.fhir import views as fhir_views
 
 urlpatterns = [
@@ -14,6 +15,11 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),  # /metrics
     path("oauth/token", oauth2_views.TokenView.as_view(), name="token"),
     path("oauth/revoke_token", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("fhir/metadata", capability.metadata, name="fhir-metadata"),
+    path("fhir/Patient", patients.patient_type, name="fhir-patient"),
+    path("fhir/Patient/$ihe-pix", patients.pix_query, name="fhir-pix"),
+    path("fhir/Patient/$match", patients.patient_match, name="fhir-match"),
+    path("fhir/Patient/<str:resource_id>", patients.patient_instance, name="fhir-patient-instance"),
     path("fhir/Organization", fhir_views.organization_search, name="fhir-organization-search"),
     path("fhir/Organization/<str:organization_id>", fhir_views.organization_read, name="fhir-organization-read"),
     path("console/", include("hie.console.urls")),

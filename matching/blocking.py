@@ -69,8 +69,13 @@ def blocking_keys(norm: dict) -> list[str]:
         house = norm["address"].split(" ", 1)[0]
         if house.isdigit():
             values["house_postal"].append(f"{house}|{norm['postal']}")
-    keys = {f"{name}:{_digest(value)}" for name, items in values.items() for value in items if value}
+    keys = {key_for(name, value) for name, items in values.items() for value in items if value}
     return sorted(keys)
+
+
+def key_for(pass_name: str, value: str) -> str:
+    """The key one pass files a normalised value under (exact look-ups such as a phone search use it)."""
+    return f"{pass_name}:{_digest(value)}"
 
 
 def pass_of(key: str) -> str:

@@ -2,11 +2,14 @@
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 
+import numpy as np
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
-from matching.blocking import pass_of
+from matching.blocking import blocking_keys, key_for, pass_of
+from matching.compare import RecordTable
 from matching.models import (
     BlockingKey,
     Link,
@@ -16,6 +19,7 @@ from matching.models import (
     ModelStatus,
     PatientRecord,
     Person,
+    PersonStatus,
 )
 from matching.score import Scorer, default_parameters
 
@@ -62,7 +66,7 @@ def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES, field: str
 CONFIRMED = (LinkState.MATCH,)
 
 
-def find_candidates(record_id: int, keys: list[str]) -> Candidates:
+def find_candidates(record_id: int | None, keys: list[str]) -> Candidates:
     """Records sharing a blocking key with this one and confirmed as some person.
 
     A block larger than MATCH_BLOCK_CAP says little (a shared common value) and costs much;
@@ -71,7 +75,7 @@ def find_candidates(record_id: int, keys: list[str]) -> Candidates:
     cap = settings.MATCH_BLOCK_CAP
     by_key: dict[str, list[int]] = defaultdict(list)
     for key, other in (
-        BlockingKey.objects.filter(key__in=keys).exclude(record_id=record_id).values_list("key", "record_id")
+        BlockingKey.objects.filter(key__in=keys).exclude(record_id=record_id or 0).values_list("key", "record_id")
     ):
         by_key[key].append(other)
     oversized = {}
@@ -90,6 +94,35 @@ def find_candidates(record_id: int, keys: list[str]) -> Candidates:
         records=[Candidate(pk, norm, person) for pk, norm, person in rows if person is not None],
         oversized_passes=oversized,
     )
+
+
+@dataclass
+class PersonScore:
+    person_id: int
+    probability: float
+    explanation: dict
+    record_id: int
+
+
+def score_against_candidates(norm: dict, candidates: list, excluded_persons: set[int]) -> list[PersonScore]:
+    """Score a record against candidate records; the best pair stands for each candidate person."""
+    candidates = [c for c in candidates if c.person_id not in excluded_persons]
+    if not candidates:
+        return []
+    scorer = active_scorer()
+    table = RecordTable([norm] + [c.norm for c in candidates])
+    left = np.zeros(len(candidates), dtype=np.int64)
+    right = np.arange(1, len(candidates) + 1)
+    scored = scorer.score(table, left, right)
+    best: dict[int, PersonScore] = {}
+    for i, candidate in enumerate(candidates):
+        probability = float(scored.probability[i])
+        held = best.get(candidate.person_id)
+        if held is None or probability > held.probability:
+            best[candidate.person_id] = PersonScore(
+                candidate.person_id, probability, scorer.explain(scored, i), candidate.record_id
+            )
+    return sorted(best.values(), key=lambda s: s.probability, reverse=True)
 
 
 def current_link(record_id: int) -> Link | None:
@@ -125,3 +158,106 @@ def person_by_euid(euid: str) -> Person | None:
 
 def record_by_identifier(identifier_system: str, local_id: str) -> PatientRecord | None:
     return PatientRecord.objects.filter(identifier_system=identifier_system, local_id=local_id).first()
+
+
+def match_demographics(norm: dict) -> list[PersonScore]:
+    """Persons who might be the patient described by `norm` (a normalised query, not a stored
+    record), best first: the same candidates and scorer as match-on-write ($match uses it)."""
+    found = find_candidates(None, blocking_keys(norm))
+    return score_against_candidates(norm, found.records, set())
+
+
+@dataclass(frozen=True)
+class CrossReference:
+    record_id: int
+    organization_id: int
+    identifier_system: str
+    local_id: str
+
+
+def confirmed_person_of(record: PatientRecord) -> Person | None:
+    """The person a record is confirmed as; None while it waits for matching or for review."""
+    link = Link.objects.filter(record=record, state=LinkState.MATCH).select_related("person").first()
+    return link.person if link else None
+
+
+def cross_references(person_id: int) -> list[CrossReference]:
+    """The identifiers every member holds for the person: its active, confirmed records."""
+    rows = (
+        PatientRecord.objects.filter(links__person_id=person_id, links__state=LinkState.MATCH, active=True)
+        .order_by("identifier_system", "local_id")
+        .values_list("pk", "organization_id", "identifier_system", "local_id")
+    )
+    return [CrossReference(*row) for row in rows]
+
+
+@dataclass
+class PersonCriteria:
+    """What a PDQm search asks for, in the index's terms. Strings match case-insensitively from their start."""
+
+    euids: list[str] = field(default_factory=list)
+    record_ids: list[int] = field(default_factory=list)
+    identifiers: list[tuple[str | None, str]] = field(default_factory=list)  # (system or None, value)
+    family: list[str] = field(default_factory=list)
+    given: list[str] = field(default_factory=list)
+    gender: str = ""
+    birth_date: list[tuple[str, date, date]] = field(default_factory=list)  # (FHIR prefix, first day, last day)
+    phones: list[str] = field(default_factory=list)  # E.164
+    emails: list[str] = field(default_factory=list)
+    address: list[str] = field(default_factory=list)
+    city: list[str] = field(default_factory=list)
+    postal_code: list[str] = field(default_factory=list)
+
+    def record_conditions(self) -> list[Q]:
+        conditions = [Q(active=True)]
+        if self.record_ids:
+            conditions.append(Q(pk__in=self.record_ids))
+        for system, value in self.identifiers:
+            conditions.append(Q(local_id=value, **({"identifier_system": system} if system else {})))
+        conditions += [Q(family_name__istartswith=v) | Q(previous_family_names__icontains=v) for v in self.family]
+        conditions += [Q(given_name__istartswith=v) | Q(middle_name__istartswith=v) for v in self.given]
+        if self.gender:
+            conditions.append(Q(sex=self.gender))
+        conditions += [_date_condition("birth_date", *term) for term in self.birth_date]
+        for pass_name, values in (("phone", self.phones), ("email", self.emails)):
+            for value in values:
+                # Exact telecom matches go through the blocking index, which holds every phone and email.
+                keys = BlockingKey.objects.filter(key=key_for(pass_name, value)).values("record_id")
+                conditions.append(Q(pk__in=keys))
+        conditions += [
+            Q(address_line__icontains=v) | Q(city__istartswith=v) | Q(state__iexact=v) | Q(postal_code__istartswith=v)
+            for v in self.address
+        ]
+        conditions += [Q(city__istartswith=v) for v in self.city]
+        conditions += [Q(postal_code__istartswith=v) for v in self.postal_code]
+        return conditions
+
+
+def _date_condition(column: str, prefix: str, first: date, last: date) -> Q:
+    """A FHIR date search term over the range its precision covers (1990 is all of 1990)."""
+    within = Q(**{f"{column}__gte": first, f"{column}__lte": last})
+    return {
+        "eq": within,
+        "ne": ~within,
+        "lt": Q(**{f"{column}__lt": first}),
+        "le": Q(**{f"{column}__lte": last}),
+        "gt": Q(**{f"{column}__gt": last}),
+        "ge": Q(**{f"{column}__gte": first}),
+    }[prefix]
+
+
+def search_persons(criteria: PersonCriteria, *, offset: int, count: int) -> tuple[int, list[Person]]:
+    """Active persons with at least one record meeting every criterion: (total, one page in EUID order)."""
+    persons: QuerySet[Person] = Person.objects.filter(status=PersonStatus.ACTIVE)
+    if criteria.euids:
+        persons = persons.filter(euid__in=criteria.euids)
+    conditions = criteria.record_conditions()
+    if len(conditions) > 1:  # more than "the record is active"
+        records = PatientRecord.objects.all()
+        for condition in conditions:
+            records = records.filter(condition)
+        persons = persons.filter(
+            pk__in=Link.objects.filter(state__in=CURRENT_STATES, record__in=records).values("person_id")
+        )
+    total = persons.count()
+    return total, list(persons.order_by("euid")[offset : offset + count])

@@ -7,17 +7,22 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from types import SimpleNamespace
 
-import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
 from hie.bulk import allocate_ids, insert_rows
-from hie.exceptions import Forbidden, UnknownResource, ValidationFailed
+from hie.exceptions import (
+    Conflict,
+    Forbidden,
+    PreconditionFailed,
+    UnknownResource,
+    Unprocessable,
+    ValidationFailed,
+)
 from hie.orgs.models import Organization
 from matching.blocking import blocking_keys
-from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
 from matching.models import (
     BlockingKey,
@@ -41,11 +46,13 @@ from matching.normalize import normalise
 from matching.score import auto_link_threshold, review_threshold
 from matching.selectors import (
     CURRENT_STATES,
+    PersonScore,
     active_scorer,
     current_link,
     find_candidates,
     records_of_person,
     refused_persons,
+    score_against_candidates,
 )
 from matching.survivorship import build_golden_record
 
@@ -99,8 +106,14 @@ def register_record(
     local_id: str,
     demographics: Demographics,
     source: Source,
+    expected_version: int | None = None,
+    must_be_new: bool = False,
+    enqueue: bool = True,
 ) -> Registration:
-    """Store a member's registration (create or update) and queue it for matching after commit."""
+    """Store a member's registration (create or update) and queue it for matching after commit.
+
+    `expected_version` is the caller's If-Match: the update happens only on that version.
+    """
     check_namespace(organization, identifier_system)
     if not local_id or not local_id.strip():
         raise ValidationFailed("the patient's local identifier is empty")
@@ -111,6 +124,10 @@ def register_record(
         .first()
     )
     created = record is None
+    if expected_version is not None and (created or record.version != expected_version):
+        raise PreconditionFailed("the record's current version is not the one the update was based on")
+    if must_be_new and not created:
+        raise Conflict("a record with this identifier exists already; update it instead")
     if created:
         record = PatientRecord(
             organization=organization, identifier_system=identifier_system, local_id=local_id, source=source
@@ -127,8 +144,57 @@ def register_record(
     record.match_state = MatchState.PENDING
     record.save()
     replace_blocking_keys(record)
-    enqueue_match(record.pk)
+    if enqueue:
+        enqueue_match(record.pk)
     return Registration(record=record, created=created, changed=True)
+
+
+def receive_registration(
+    *,
+    organization: Organization,
+    identifier_system: str,
+    local_id: str,
+    demographics: Demographics,
+    source: Source,
+    active: bool = True,
+    replaced_by: tuple[str, str] | None = None,
+    expected_version: int | None = None,
+    must_be_new: bool = False,
+    actor: Actor = SYSTEM,
+) -> Registration:
+    """A member's feed message about one of its patients (FHIR Patient, HL7 ADT): a registration
+    or update, matched at once; a merge at the source (`replaced_by`); or a withdrawal (not active)."""
+    registration = {
+        "organization": organization, "identifier_system": identifier_system, "local_id": local_id,
+        "demographics": demographics, "source": source, "expected_version": expected_version,
+        "must_be_new": must_be_new,
+    }  # fmt: skip
+    if active and replaced_by is None:
+        return register_and_match(**registration)
+    with transaction.atomic():
+        registered = register_record(**registration, enqueue=False)
+        if replaced_by is not None:
+            merge_at_source(organization=organization, retired=(identifier_system, local_id), surviving=replaced_by,
+                            actor=actor)  # fmt: skip
+        else:
+            retire_record(record=registered.record, actor=actor)
+    registered.record.refresh_from_db()
+    return registered
+
+
+def register_and_match(**registration: object) -> Registration:
+    """For interactive feeds: store and commit the registration, then match it at once so the
+    answer can carry the enterprise id. If matching fails here, the record stays pending and
+    goes to the task queue, so nothing is lost."""
+    registered = register_record(**registration, enqueue=False)
+    if registered.changed:
+        try:
+            match_record(registered.record.pk)
+        except Exception:
+            logger.exception("matching at registration failed; queued", extra={"record": registered.record.pk})
+            enqueue_match(registered.record.pk)
+        registered.record.refresh_from_db()
+    return registered
 
 
 @dataclass(frozen=True)
@@ -211,35 +277,6 @@ class MatchOutcome:
     person_id: int | None
     probability: float | None = None
     oversized_passes: dict = field(default_factory=dict)
-
-
-@dataclass
-class PersonScore:
-    person_id: int
-    probability: float
-    explanation: dict
-    record_id: int
-
-
-def score_against_candidates(norm: dict, candidates: list, excluded_persons: set[int]) -> list[PersonScore]:
-    """Score a record against candidate records; the best pair stands for each candidate person."""
-    candidates = [c for c in candidates if c.person_id not in excluded_persons]
-    if not candidates:
-        return []
-    scorer = active_scorer()
-    table = RecordTable([norm] + [c.norm for c in candidates])
-    left = np.zeros(len(candidates), dtype=np.int64)
-    right = np.arange(1, len(candidates) + 1)
-    scored = scorer.score(table, left, right)
-    best: dict[int, PersonScore] = {}
-    for i, candidate in enumerate(candidates):
-        probability = float(scored.probability[i])
-        held = best.get(candidate.person_id)
-        if held is None or probability > held.probability:
-            best[candidate.person_id] = PersonScore(
-                candidate.person_id, probability, scorer.explain(scored, i), candidate.record_id
-            )
-    return sorted(best.values(), key=lambda s: s.probability, reverse=True)
 
 
 def decide(best_probability: float | None) -> str:
@@ -460,7 +497,9 @@ def link_record(*, record: PatientRecord, person: Person, actor: Actor, reason: 
 
 
 @transaction.atomic
-def merge_persons(*, survivor: Person, retired: Person, actor: Actor, reason: str) -> LinkChange:
+def merge_persons(
+    *, survivor: Person, retired: Person, actor: Actor, reason: str, kind: ChangeKind = ChangeKind.MERGE
+) -> LinkChange:
     """Move every record of `retired` to `survivor`; `retired` points at the survivor from now on."""
     if survivor.pk == retired.pk:
         raise ValidationFailed("a person cannot be merged into itself")
@@ -468,7 +507,7 @@ def merge_persons(*, survivor: Person, retired: Person, actor: Actor, reason: st
     if any(p.status != PersonStatus.ACTIVE for p in locked.values()):
         raise ValidationFailed("both persons must be active to merge")
     change = LinkChange.objects.create(
-        kind=ChangeKind.MERGE,
+        kind=kind,
         staff_user_id=actor.staff_user_id,
         reason=reason,
         survivor=survivor,
@@ -607,3 +646,57 @@ def retire_record(*, record: PatientRecord, actor: Actor = SYSTEM) -> None:
         change = LinkChange.objects.create(kind=ChangeKind.RETIRE_RECORD, reason="withdrawn by the member")
         refresh_golden_records(_move_current_link(change, record, None))
     _cancel_open_reviews(record)
+
+
+@transaction.atomic
+def merge_at_source(*, organization: Organization, retired: tuple[str, str], surviving: tuple[str, str],
+                    actor: Actor) -> PatientRecord:  # fmt: skip
+    """The member merged two of its own records (PIXm ITI-104, HL7 A40): the retired record stops
+    counting as a registration but keeps pointing at the surviving record's person, and the persons
+    of the two records become one."""
+    for system, _ in (retired, surviving):
+        check_namespace(organization, system)
+    if retired == surviving:
+        raise ValidationFailed("a record cannot be replaced by itself")
+    old = (
+        PatientRecord.objects.select_for_update()
+        .filter(organization=organization, identifier_system=retired[0], local_id=retired[1])
+        .first()
+    )
+    new = PatientRecord.objects.filter(
+        organization=organization, identifier_system=surviving[0], local_id=surviving[1], active=True
+    ).first()
+    if old is None:
+        raise UnknownResource("the replaced patient is not registered")
+    if new is None:
+        raise Unprocessable("the surviving patient is not registered (or not active)")
+    survivor_link = current_link(new.pk)
+    if survivor_link is None:
+        match_record(new.pk)
+        survivor_link = current_link(new.pk)
+    survivor = survivor_link.person
+    old_link = current_link(old.pk)
+    if (
+        old_link is not None
+        and old_link.state == LinkState.MATCH  # a provisional link is no ground for merging persons
+        and old_link.person_id != survivor.pk
+        and _records_besides(old_link.person_id, old.pk)
+    ):
+        merge_persons(survivor=survivor, retired=old_link.person, actor=actor, reason="merged at the source",
+                      kind=ChangeKind.SOURCE_MERGE)  # fmt: skip
+    else:
+        change = LinkChange.objects.create(kind=ChangeKind.SOURCE_MERGE, reason="merged at the source")
+        _move_current_link(change, old, survivor, state=LinkState.MATCH, source=LinkSource.MANUAL)
+        _cancel_open_reviews(old)
+    old.active = False
+    old.version += 1
+    old.match_state = MatchState.DONE
+    old.save(update_fields=["active", "version", "match_state", "updated_at"])
+    affected = {survivor.pk} | ({old_link.person_id} if old_link else set())
+    refresh_golden_records(list(affected))
+    _audit(actor, "source-merge", survivor, {"record": old.pk, "into_record": new.pk})
+    return old
+
+
+def _records_besides(person_id: int, record_id: int) -> bool:
+    return not _only_record_of(person_id, record_id)

@@ -1,5 +1,7 @@
-"""Bearer-token authentication for the FHIR API, with SMART backend-services scopes."""
+"""The FHIR view decorator: bearer-token authentication with SMART backend-services scopes,
+the API's conventions, errors as OperationOutcome, and an audit event for every refusal."""
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 
@@ -7,9 +9,18 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 
+from hie.audit.models import Action, Outcome
+from hie.audit.services import Actor, record_event
 from hie.exceptions import HieError, NotAuthenticated, ScopeMissing
-from hie.fhir.responses import error_response
+from hie.fhir.conventions import check_rate, purpose_of_use
+from hie.fhir.responses import error_response, outcome_response, status_of
 from hie.orgs.models import ApiClient
+
+logger = logging.getLogger(__name__)
+
+READ_METHODS = {"GET", "HEAD"}
+METHOD_ACTIONS = {"GET": Action.READ, "HEAD": Action.READ, "POST": Action.CREATE, "PUT": Action.UPDATE,
+                  "DELETE": Action.DELETE}  # fmt: skip
 
 
 def authenticate_client(request: HttpRequest, scope: str) -> ApiClient:
@@ -26,22 +37,55 @@ def authenticate_client(request: HttpRequest, scope: str) -> ApiClient:
     return token.application
 
 
-def fhir_view(*, scope: str | None) -> Callable:
-    """Make a view a FHIR endpoint: authenticate when it needs a scope, answer errors as OperationOutcome."""
+def fhir_view(*, scope: str | dict[str, str] | None, reads: set[str] = READ_METHODS) -> Callable:
+    """Make a view a FHIR endpoint.
+
+    `scope` is the SMART scope the view needs, or one per HTTP method (a method not listed is
+    answered 405). Requests with a method in `reads` must declare their purpose of use, which
+    the view finds in `request.purpose_of_use`.
+    """
+    scopes = scope if isinstance(scope, dict) else None
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        event_type = view.__name__.replace("_", "-")
+
         @csrf_exempt
         @wraps(view)
         def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            needed = scopes.get(request.method) if scopes is not None else scope
+            if scopes is not None and needed is None:
+                response = outcome_response(405, "not-supported", f"{request.method} is not supported here")
+                response["Allow"] = ", ".join(scopes)
+                return response
+            request.purpose_of_use = ""
             try:
-                if scope is not None:
-                    client = authenticate_client(request, scope)
+                if needed is not None:
+                    client = authenticate_client(request, needed)
                     request.api_client = client
                     request.api_client_id = client.client_id
+                    check_rate(client.client_id)
+                if request.method in reads and needed is not None:
+                    request.purpose_of_use = purpose_of_use(request)
                 return view(request, *args, **kwargs)
             except HieError as error:
+                _audit_refusal(request, event_type, error)
                 return error_response(error)
+            except Exception:
+                logger.exception("FHIR request failed", extra={"event_type": event_type})
+                return outcome_response(500, "exception", "the node could not process the request")
 
         return wrapped
 
     return decorator
+
+
+def _audit_refusal(request: HttpRequest, event_type: str, error: HieError) -> None:
+    status, code = status_of(error)
+    record_event(
+        actor=Actor.from_request(request),
+        action=METHOD_ACTIONS.get(request.method, Action.EXECUTE),
+        event_type=event_type,
+        purpose_of_use=request.purpose_of_use,
+        outcome=Outcome.MINOR_FAILURE if status < 500 else Outcome.SERIOUS_FAILURE,
+        detail={"status": status, "code": code},
+    )

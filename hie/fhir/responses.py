@@ -4,38 +4,64 @@ from django.http import HttpResponse
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.resource import Resource
 
-from hie.exceptions import Forbidden, HieError, NotAuthenticated, ScopeMissing, UnknownResource, ValidationFailed
+from hie.exceptions import (
+    Conflict,
+    Forbidden,
+    HieError,
+    NotAuthenticated,
+    PreconditionFailed,
+    RateLimited,
+    ScopeMissing,
+    UnknownDomain,
+    UnknownResource,
+    UnknownTargetDomain,
+    Unprocessable,
+    ValidationFailed,
+)
 
 FHIR_JSON = "application/fhir+json"
 
-# exception -> (HTTP status, OperationOutcome issue code)
+# exception -> (HTTP status, OperationOutcome issue code); the first class that fits wins.
 ERROR_STATUS: dict[type[HieError], tuple[int, str]] = {
+    UnknownDomain: (400, "code-invalid"),  # PIXm ITI-83: source domain not recognised
+    UnknownTargetDomain: (403, "code-invalid"),  # PIXm ITI-83: target domain not recognised
     ValidationFailed: (400, "invalid"),
     NotAuthenticated: (401, "login"),
     ScopeMissing: (403, "forbidden"),
     Forbidden: (403, "forbidden"),
     UnknownResource: (404, "not-found"),
+    Conflict: (409, "conflict"),
+    PreconditionFailed: (412, "conflict"),
+    Unprocessable: (422, "business-rule"),
+    RateLimited: (429, "throttled"),
 }
 
 
-def fhir_response(resource: Resource, status: int = 200) -> HttpResponse:
-    return HttpResponse(resource.model_dump_json(exclude_none=True), status=status, content_type=FHIR_JSON)
+def status_of(error: HieError) -> tuple[int, str]:
+    return next((mapped for kind, mapped in ERROR_STATUS.items() if isinstance(error, kind)), (400, "processing"))
 
 
-def outcome_response(status: int, code: str, diagnostics: str) -> HttpResponse:
+def fhir_response(resource: Resource, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(resource.model_dump_json(exclude_none=True), status=status, content_type=FHIR_JSON)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def outcome_response(status: int, code: str, diagnostics: str, severity: str = "error") -> HttpResponse:
     outcome = OperationOutcome.model_validate(
-        {"issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]}
+        {"issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]}
     )
     return fhir_response(outcome, status=status)
 
 
 def error_response(error: HieError) -> HttpResponse:
-    status, code = next(
-        (mapped for kind, mapped in ERROR_STATUS.items() if isinstance(error, kind)), (400, "processing")
-    )
+    status, code = status_of(error)
     response = outcome_response(status, code, str(error))
     if isinstance(error, NotAuthenticated):
         response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     elif isinstance(error, ScopeMissing):
         response["WWW-Authenticate"] = 'Bearer error="insufficient_scope"'
+    elif isinstance(error, RateLimited):
+        response["Retry-After"] = str(error.retry_after)
     return response

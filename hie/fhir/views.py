@@ -14,7 +14,7 @@ from hie.orgs.selectors import active_organizations, organization_by_id
 
 
 @require_GET
-@fhir_view(scope="system/Organization.read")
+@fhir_view(scope="system/Organization.read", reads=set())  # the directory holds no PHI: no purpose needed
 def organization_search(request: HttpRequest) -> HttpResponse:
     organizations = active_organizations()
     record_event(
@@ -44,7 +44,7 @@ def organization_search(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@fhir_view(scope="system/Organization.read")
+@fhir_view(scope="system/Organization.read", reads=set())  # the directory holds no PHI: no purpose needed
 def organization_read(request: HttpRequest, organization_id: str) -> HttpResponse:
     organization = organization_by_id(int(organization_id)) if organization_id.isdigit() else None
     if organization is None:

@@ -2,7 +2,7 @@
 
 from django.db.models import Count, Q
 
-from hie.orgs.models import Organization
+from hie.orgs.models import IdentifierSystem, Organization
 
 
 def active_organizations() -> list[Organization]:
@@ -20,3 +20,8 @@ def member_overview() -> list[Organization]:
             usable_clients=Count("api_clients", filter=Q(api_clients__revoked_at__isnull=True))
         ).prefetch_related("identifier_systems")
     )
+
+
+def known_identifier_systems(uris: list[str]) -> set[str]:
+    """Which of these identifier systems some member assigns identifiers under."""
+    return set(IdentifierSystem.objects.filter(uri__in=uris).values_list("uri", flat=True))

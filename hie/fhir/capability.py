@@ -1,0 +1,107 @@
+"""The CapabilityStatement at /fhir/metadata: exactly what this node's FHIR API supports."""
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+from hie.fhir.auth import fhir_view
+from hie.fhir.conventions import PURPOSE_SYSTEM
+from hie.fhir.patient_search import SEARCH_PARAMETERS
+from hie.fhir.responses import fhir_response
+
+
+def capability_statement(base_url: str) -> CapabilityStatement:
+    purposes = ", ".join(sorted(settings.FHIR_PURPOSES_OF_USE))
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "software": {"name": "HIE node"},
+        "implementation": {"description": "Health information exchange node", "url": base_url},
+        "instantiates": [
+            "https://profiles.ihe.net/ITI/PIXm/CapabilityStatement/IHE.PIXm.Manager",
+            "https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier",
+        ],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    f"Every read names its purpose of use in the X-Purpose-Of-Use header ({PURPOSE_SYSTEM}: "
+                    f"{purposes}). Each client may send {settings.FHIR_RATE_LIMIT} requests per "
+                    f"{settings.FHIR_RATE_WINDOW} s; beyond that the answer is 429 with Retry-After."
+                ),
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": (
+                        "OAuth2 client credentials (one client per member organization) at "
+                        f"{base_url.removesuffix('/fhir')}/oauth/token; SMART backend-services scopes "
+                        + ", ".join(sorted(settings.FHIR_SCOPES))
+                    ),
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [
+                                {"url": "token", "valueUri": f"{base_url.removesuffix('/fhir')}/oauth/token"},
+                                {"url": "revoke", "valueUri": f"{base_url.removesuffix('/fhir')}/oauth/revoke_token"},
+                            ],
+                        }
+                    ],
+                },
+                "resource": [
+                    {
+                        "type": "Patient",
+                        "documentation": "Numeric ids are members' records; ids starting with E are persons (EUID).",
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "search-type"},
+                            {"code": "create"},
+                            {"code": "update"},
+                            {"code": "delete", "documentation": "Conditional delete by identifier withdraws a record"},
+                        ],
+                        "versioning": "versioned-update",
+                        "readHistory": False,
+                        "updateCreate": False,
+                        "conditionalCreate": False,
+                        "conditionalUpdate": True,
+                        "conditionalDelete": "single",
+                        "searchParam": [
+                            {"name": name, "type": kind, "documentation": text}
+                            for name, (kind, text) in SEARCH_PARAMETERS.items()
+                        ],
+                        "operation": [
+                            {
+                                "name": "ihe-pix",
+                                "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+                            },
+                            {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+                        ],
+                    },
+                    {
+                        "type": "Organization",
+                        "documentation": "The member directory; no purpose of use is needed.",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    },
+                ],
+            }
+        ],
+    }
+    return CapabilityStatement.model_validate(statement)
+
+
+@require_GET
+@fhir_view(scope=None)
+def metadata(request: HttpRequest) -> HttpResponse:
+    return fhir_response(capability_statement(request.build_absolute_uri("/fhir")))

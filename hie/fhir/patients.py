@@ -1,0 +1,282 @@
+"""Patient identity endpoints: the identity feed (PIXm ITI-104), PIXm query (ITI-83), PDQm search
+(ITI-78) and $match (ITI-119). Views parse, call one service or selector, and render through
+hie/fhir/patient.py."""
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.parameters import Parameters
+
+from hie.audit.models import Action
+from hie.audit.services import Actor, record_event
+from hie.exceptions import Forbidden, UnknownDomain, UnknownResource, UnknownTargetDomain, ValidationFailed
+from hie.fhir import patient as mapping
+from hie.fhir import patient_search
+from hie.fhir.auth import fhir_view
+from hie.fhir.responses import fhir_response
+from hie.orgs.selectors import known_identifier_systems
+from matching.models import PatientRecord, Person, Source
+from matching.normalize import normalise
+from matching.score import grade
+from matching.selectors import (
+    confirmed_person_of,
+    cross_references,
+    match_demographics,
+    person_by_euid,
+    record_by_identifier,
+    search_persons,
+)
+from matching.services import check_namespace, receive_registration, retire_record
+
+READ = "system/Patient.read"
+WRITE = "system/Patient.write"
+
+
+def _audit(
+    request: HttpRequest,
+    action: Action,
+    event_type: str,
+    *,
+    resource_id: str = "",
+    person: Person | None = None,
+    detail: dict | None = None,
+) -> None:
+    record_event(
+        actor=Actor.from_request(request),
+        action=action,
+        event_type=event_type,
+        resource_type="Patient",
+        resource_id=resource_id,
+        person_euid=person.euid if person else "",
+        purpose_of_use=request.purpose_of_use,
+        detail=detail or {},
+    )
+
+
+def _identifier_param(query: QueryDict, name: str) -> tuple[str, str]:
+    values = query.getlist(name)
+    if len(values) != 1:
+        raise ValidationFailed(f"exactly one {name}=system|value is required")
+    system, value = mapping.parse_token(values[0])
+    if not system or not value:
+        raise ValidationFailed(f"{name} must be system|value")
+    return system, value
+
+
+def _if_match(request: HttpRequest) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    version = raw.strip().removeprefix("W/").strip('"')
+    if not version.isdigit():
+        raise ValidationFailed('If-Match must be an ETag such as W/"3"')
+    return int(version)
+
+
+def _record_response(record: PatientRecord, status: int) -> HttpResponse:
+    headers = {
+        "ETag": f'W/"{record.version}"',
+        "Last-Modified": record.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+    }
+    if status == 201:
+        headers["Location"] = f"/fhir/Patient/{record.pk}/_history/{record.version}"
+    return fhir_response(mapping.record_to_fhir(record, confirmed_person_of(record)), status=status, headers=headers)
+
+
+# --- the identity feed ----------------------------------------------------------------------
+
+
+def _feed(request: HttpRequest, wanted: tuple[str, str] | None, *, must_be_new: bool) -> HttpResponse:
+    organization = request.api_client.organization
+    if wanted is not None:
+        check_namespace(organization, wanted[0])
+    patient = mapping.parse_patient(request.body)
+    registration = mapping.registration_of(patient, organization.identifier_system_uris, wanted)
+    result = receive_registration(
+        organization=organization,
+        identifier_system=registration.identifier_system,
+        local_id=registration.local_id,
+        demographics=registration.demographics,
+        source=Source.FHIR,
+        active=registration.active,
+        replaced_by=registration.replaced_by,
+        expected_version=_if_match(request),
+        must_be_new=must_be_new,
+        actor=Actor.from_request(request),
+    )
+    record = result.record
+    detail = {"version": record.version, "changed": result.changed, "merged": registration.replaced_by is not None}
+    action = Action.CREATE if result.created else Action.UPDATE
+    _audit(request, action, "patient-feed", resource_id=str(record.pk), detail=detail)
+    return _record_response(record, 201 if result.created else 200)
+
+
+def _conditional_delete(request: HttpRequest) -> HttpResponse:
+    organization = request.api_client.organization
+    system, value = _identifier_param(request.GET, "identifier")
+    check_namespace(organization, system)
+    record = PatientRecord.objects.filter(organization=organization, identifier_system=system, local_id=value).first()
+    if record is None:
+        raise UnknownResource("no patient is registered under that identifier")
+    retire_record(record=record, actor=Actor.from_request(request))
+    _audit(request, Action.DELETE, "patient-withdraw", resource_id=str(record.pk))
+    return HttpResponse(status=204)
+
+
+# --- PDQm search and reads ------------------------------------------------------------------
+
+
+def _search(request: HttpRequest) -> HttpResponse:
+    query = patient_search.parse(request.GET)
+    total, persons = search_persons(query.criteria, offset=query.offset, count=query.count)
+    _audit(request, Action.READ, "patient-search", detail={"total": total, "returned": len(persons),
+           "parameters": sorted(k for k in request.GET)})  # fmt: skip
+    links = [{"relation": "self", "url": request.build_absolute_uri()}]
+    if query.offset + query.count < total:
+        links.append({"relation": "next", "url": _page_url(request, query.offset + query.count)})
+    if query.offset > 0:
+        links.append({"relation": "previous", "url": _page_url(request, max(0, query.offset - query.count))})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": [_person_entry(request, person, {"mode": "match"}) for person in persons],
+    }
+    return fhir_response(Bundle.model_validate(bundle))
+
+
+def _page_url(request: HttpRequest, offset: int) -> str:
+    query = request.GET.copy()
+    query["_offset"] = str(offset)
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+def _person_entry(request: HttpRequest, person: Person, search: dict) -> dict:
+    return {
+        "fullUrl": request.build_absolute_uri(f"/fhir/Patient/{person.euid}"),
+        "resource": mapping.person_to_fhir(person).model_dump(exclude_none=True),
+        "search": search,
+    }
+
+
+@fhir_view(scope={"GET": READ, "PUT": WRITE, "POST": WRITE, "DELETE": WRITE})
+def patient_type(request: HttpRequest) -> HttpResponse:
+    """/fhir/Patient: PDQm search (GET), conditional update (PUT), create (POST), conditional delete."""
+    if request.method == "GET":
+        return _search(request)
+    if request.method == "PUT":
+        return _feed(request, _identifier_param(request.GET, "identifier"), must_be_new=False)
+    if request.method == "POST":
+        return _feed(request, None, must_be_new=True)
+    return _conditional_delete(request)
+
+
+@fhir_view(scope={"GET": READ, "PUT": WRITE})
+def patient_instance(request: HttpRequest, resource_id: str) -> HttpResponse:
+    """/fhir/Patient/{id}: a member's record (numeric id) or a person (EUID)."""
+    if resource_id.isdigit():
+        record = PatientRecord.objects.filter(pk=int(resource_id)).first()
+        if record is None:
+            raise UnknownResource(f"Patient/{resource_id} is not known")
+        if request.method == "PUT":
+            if record.organization_id != request.api_client.organization_id:
+                raise Forbidden("a member may only update its own patients")
+            body_id = mapping.parse_patient(request.body).id
+            if body_id is not None and body_id != resource_id:
+                raise ValidationFailed("the Patient's id must be the id in the URL")
+            return _feed(request, (record.identifier_system, record.local_id), must_be_new=False)
+        _audit(request, Action.READ, "patient-read", resource_id=resource_id)
+        return _record_response(record, 200)
+    if request.method == "PUT":
+        raise Forbidden("a person's golden record is derived by the node and cannot be written")
+    person = Person.objects.filter(euid=resource_id).first()
+    if person is None:
+        raise UnknownResource(f"Patient/{resource_id} is not known")
+    survivor = person_by_euid(resource_id) if person.merged_into_id else None
+    _audit(request, Action.READ, "patient-read", resource_id=resource_id, person=person)
+    return fhir_response(mapping.person_to_fhir(person, survivor))
+
+
+# --- PIXm -----------------------------------------------------------------------------------
+
+
+@fhir_view(scope={"GET": READ})
+def pix_query(request: HttpRequest) -> HttpResponse:
+    """PIXm ITI-83: every identifier of the person behind sourceIdentifier."""
+    system, value = _identifier_param(request.GET, "sourceIdentifier")
+    target_systems = [s for raw in request.GET.getlist("targetSystem") for s in raw.split(",") if s]
+    euid_system = mapping.euid_system()
+    known = known_identifier_systems([system, *target_systems]) | {euid_system}
+    if system not in known:
+        raise UnknownDomain("sourceIdentifier Assigning Authority not found")
+    if any(target not in known for target in target_systems):
+        raise UnknownTargetDomain("targetSystem not found")
+    source_record = None
+    if system == euid_system:
+        person = person_by_euid(value)
+    else:
+        source_record = record_by_identifier(system, value)
+        person = confirmed_person_of(source_record) if source_record else None
+        if source_record is not None and person is None and not source_record.active:
+            source_record = None
+    if person is None and source_record is None:
+        raise UnknownResource("sourceIdentifier Patient Identifier not found")
+    parameters = []
+    if person is not None:
+        references = [
+            r for r in cross_references(person.pk) if source_record is None or r.record_id != source_record.pk
+        ]
+        targets = [(r.identifier_system, r.local_id, f"Patient/{r.record_id}") for r in references]
+        if system != euid_system:
+            targets.append((euid_system, person.euid, f"Patient/{person.euid}"))
+        for target_system, target_value, reference in targets:
+            if target_systems and target_system not in target_systems:
+                continue
+            parameters += [
+                {"name": "targetIdentifier", "valueIdentifier": {"system": target_system, "value": target_value}},
+                {"name": "targetId", "valueReference": {"reference": reference}},
+            ]
+    _audit(request, Action.EXECUTE, "pix-query", person=person, detail={"identifiers": len(parameters) // 2})
+    resource = Parameters.model_validate({"resourceType": "Parameters", "parameter": parameters or None})
+    return fhir_response(resource)
+
+
+# --- $match ---------------------------------------------------------------------------------
+
+
+@fhir_view(scope={"POST": READ}, reads={"POST"})
+def patient_match(request: HttpRequest) -> HttpResponse:
+    """PDQm ITI-119 / Patient/$match: persons ranked by the same model that matches on write."""
+    match = mapping.parse_match_request(request.body)
+    demographics = mapping.demographics_of(match.patient)
+    ranked = []
+    for scored in match_demographics(normalise(**demographics.as_fields())):
+        match_grade = grade(scored.probability)
+        if match_grade == "certainly-not" or (match.only_certain and match_grade != "certain"):
+            continue
+        ranked.append((scored, match_grade))
+    ranked = ranked[: match.count]
+    persons = Person.objects.in_bulk([scored.person_id for scored, _ in ranked])
+    entries = [
+        _person_entry(
+            request,
+            persons[scored.person_id],
+            {
+                "mode": "match",
+                "score": round(scored.probability, 4),
+                "extension": [{"url": mapping.MATCH_GRADE_EXTENSION, "valueCode": match_grade}],
+            },
+        )
+        for scored, match_grade in ranked
+    ]
+    _audit(
+        request, Action.EXECUTE, "patient-match", detail={"returned": len(entries), "only_certain": match.only_certain}
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(entries),
+        "link": [{"relation": "self", "url": request.build_absolute_uri()}],
+        "entry": entries,
+    }
+    return fhir_response(Bundle.model_validate(bundle))

@@ -1,0 +1,83 @@
+"""A live node over real HTTP, and members that talk to it with fhirpy."""
+
+import importlib
+from dataclasses import dataclass
+
+import pytest
+import requests
+from django.db import connection
+from fhirpy import SyncFHIRClient
+
+from hie.orgs.models import Organization
+from tests.conftest import basic_auth
+
+_append_only = importlib.import_module("hie.audit.migrations.0002_append_only")
+
+
+@pytest.fixture
+def node(live_server, django_db_blocker):
+    """The base URL of a node serving over real HTTP, on the test database."""
+    yield live_server.url
+    if connection.vendor == "sqlite":
+        # SQLite empties tables with DELETE, which the audit table's append-only trigger refuses:
+        # the test's audit rows are removed with the trigger lifted for a moment, before the flush.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            for statement in _append_only.SQLITE_DOWN:
+                cursor.execute(statement)
+            cursor.execute("DELETE FROM audit_auditevent")
+            for statement in _append_only.SQLITE_UP:
+                cursor.execute(statement)
+
+
+@dataclass
+class Member:
+    organization: Organization
+    system: str
+    token: str
+    base: str
+
+    def fhir(self, purpose: str | None = "TREAT") -> SyncFHIRClient:
+        headers = {"X-Purpose-Of-Use": purpose} if purpose else {}
+        return SyncFHIRClient(f"{self.base}/fhir", authorization=f"Bearer {self.token}", extra_headers=headers)
+
+    def headers(self, purpose: str | None = "TREAT", **extra: str) -> dict:
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/fhir+json", **extra}
+        if purpose:
+            headers["X-Purpose-Of-Use"] = purpose
+        return headers
+
+
+@pytest.fixture
+def member(node, make_member):
+    """A member organization with an access token from the node's real token endpoint."""
+
+    def make(name: str | None = None, scopes: list[str] | None = None) -> Member:
+        issued = make_member(name, scopes=scopes)
+        response = requests.post(
+            f"{node}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": basic_auth(issued.client.client_id, issued.client_secret)},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        organization = issued.client.organization
+        return Member(organization, organization.identifier_system_uris[0], response.json()["access_token"], node)
+
+    return make
+
+
+def patient(system: str, value: str, **overrides) -> dict:
+    """A synthetic Patient resource as a member would send it."""
+    resource = {
+        "resourceType": "Patient",
+        "identifier": [{"system": system, "value": value}],
+        "name": [{"use": "official", "family": "Quintanilla", "given": ["Marisol", "Ines"]}],
+        "gender": "female",
+        "birthDate": "1984-07-19",
+        "telecom": [{"system": "phone", "value": "(503) 555-0142"}, {"system": "email", "value": "mq@example.org"}],
+        "address": [
+            {"use": "home", "line": ["418 Alder Creek Rd"], "city": "Fairview", "state": "OR", "postalCode": "97024"}
+        ],
+    }
+    resource.update(overrides)
+    return resource
