@@ -7,13 +7,27 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
 
 logger = logging.getLogger(__name__)
 
 
-@require_GET
-@never_cache
+def probe(view):
+    """An unauthenticated GET endpoint, described in the OpenAPI schema."""
+    return api_view(["GET"])(authentication_classes([])(permission_classes([AllowAny])(never_cache(view))))
+
+
+HEALTH = inline_serializer("Health", {"status": serializers.CharField()})
+READINESS = inline_serializer(
+    "Readiness", {"status": serializers.CharField(), "checks": serializers.DictField(child=serializers.CharField())}
+)
+
+
+@extend_schema(summary="Liveness: the process answers", responses={200: HEALTH}, tags=["operations"])
+@probe
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
@@ -39,8 +53,12 @@ def broker_reachable() -> bool:
         return False
 
 
-@require_GET
-@never_cache
+@extend_schema(
+    summary="Readiness: the database and the broker are reachable",
+    responses={200: READINESS, 503: OpenApiResponse(READINESS, description="a named service is down")},
+    tags=["operations"],
+)
+@probe
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": database_reachable(), "broker": broker_reachable()}
     ready = all(checks.values())

@@ -141,6 +141,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_SERVER_SIDE_BINDING", True):
+    # Server-side parameter binding lets psycopg prepare a query the fifth time a connection
+    # runs it, so the hot look-ups (tokens, PIXm, candidates) skip planning. Turn it off
+    # behind a pooler in transaction mode, which cannot keep prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -263,6 +268,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "HIE node operations API",
     "DESCRIPTION": "Non-FHIR endpoints of the node. FHIR endpoints are described by /fhir/metadata.",
     "VERSION": "0.1.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "hie.openapi.add_oauth_endpoints"],
 }
 
 # Celery: a broker URL means separate workers; none means tasks run inline (demo mode).

@@ -4,7 +4,6 @@ hie/fhir/patient.py."""
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.parameters import Parameters
 
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
@@ -12,7 +11,7 @@ from hie.exceptions import Forbidden, UnknownDomain, UnknownResource, UnknownTar
 from hie.fhir import patient as mapping
 from hie.fhir import patient_search
 from hie.fhir.auth import fhir_view
-from hie.fhir.responses import fhir_response
+from hie.fhir.responses import fhir_response, json_response
 from hie.orgs.selectors import known_identifier_systems
 from matching.models import PatientRecord, Person, Source
 from matching.normalize import normalise
@@ -20,9 +19,9 @@ from matching.score import grade
 from matching.selectors import (
     confirmed_person_of,
     cross_references,
+    identified_record,
     match_demographics,
     person_by_euid,
-    record_by_identifier,
     search_persons,
 )
 from matching.services import check_namespace, receive_registration, retire_record
@@ -206,29 +205,31 @@ def pix_query(request: HttpRequest) -> HttpResponse:
     system, value = _identifier_param(request.GET, "sourceIdentifier")
     target_systems = [s for raw in request.GET.getlist("targetSystem") for s in raw.split(",") if s]
     euid_system = mapping.euid_system()
-    known = known_identifier_systems([system, *target_systems]) | {euid_system}
-    if system not in known:
+    source = identified_record(system, value) if system != euid_system else None
+    # Only systems not vouched for already (the EUID's, the found record's) are looked up.
+    unvouched = {s for s in (system, *target_systems) if s != euid_system and not (source and s == system)}
+    known = known_identifier_systems(sorted(unvouched)) if unvouched else set()
+    if system != euid_system and source is None and system not in known:
         raise UnknownDomain("sourceIdentifier Assigning Authority not found")
-    if any(target not in known for target in target_systems):
+    if any(target != euid_system and target not in known and target != system for target in target_systems):
         raise UnknownTargetDomain("targetSystem not found")
-    source_record = None
+    source_record_id, person_id, euid = None, None, None
     if system == euid_system:
         person = person_by_euid(value)
+        if person is None:
+            raise UnknownResource("sourceIdentifier Patient Identifier not found")
+        person_id, euid = person.pk, person.euid
     else:
-        source_record = record_by_identifier(system, value)
-        person = confirmed_person_of(source_record) if source_record else None
-        if source_record is not None and person is None and not source_record.active:
-            source_record = None
-    if person is None and source_record is None:
-        raise UnknownResource("sourceIdentifier Patient Identifier not found")
+        # A record withdrawn by its member is unknown here, unless it was merged into another one.
+        if source is None or (not source.active and source.person_id is None):
+            raise UnknownResource("sourceIdentifier Patient Identifier not found")
+        source_record_id, person_id, euid = source.record_id, source.person_id, source.euid
     parameters = []
-    if person is not None:
-        references = [
-            r for r in cross_references(person.pk) if source_record is None or r.record_id != source_record.pk
-        ]
+    if person_id is not None:  # a record still waiting for matching or review has no cross-references yet
+        references = [r for r in cross_references(person_id) if r.record_id != source_record_id]
         targets = [(r.identifier_system, r.local_id, f"Patient/{r.record_id}") for r in references]
         if system != euid_system:
-            targets.append((euid_system, person.euid, f"Patient/{person.euid}"))
+            targets.append((euid_system, euid, f"Patient/{euid}"))
         for target_system, target_value, reference in targets:
             if target_systems and target_system not in target_systems:
                 continue
@@ -236,9 +237,17 @@ def pix_query(request: HttpRequest) -> HttpResponse:
                 {"name": "targetIdentifier", "valueIdentifier": {"system": target_system, "value": target_value}},
                 {"name": "targetId", "valueReference": {"reference": reference}},
             ]
-    _audit(request, Action.EXECUTE, "pix-query", person=person, detail={"identifiers": len(parameters) // 2})
-    resource = Parameters.model_validate({"resourceType": "Parameters", "parameter": parameters or None})
-    return fhir_response(resource)
+    record_event(
+        actor=Actor.from_request(request),
+        action=Action.EXECUTE,
+        event_type="pix-query",
+        resource_type="Patient",
+        person_euid=euid or "",
+        purpose_of_use=request.purpose_of_use,
+        detail={"identifiers": len(parameters) // 2},
+    )
+    # Built as JSON directly: the shape is fixed and this is the hottest read of the API.
+    return json_response({"resourceType": "Parameters", **({"parameter": parameters} if parameters else {})})
 
 
 # --- $match ---------------------------------------------------------------------------------

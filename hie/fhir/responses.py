@@ -1,5 +1,7 @@
 """FHIR responses, and the one place domain errors become an OperationOutcome with its HTTP status."""
 
+import json
+
 from django.http import HttpResponse
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.resource import Resource
@@ -46,6 +48,11 @@ def fhir_response(resource: Resource, status: int = 200, headers: dict[str, str]
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def json_response(resource: dict, status: int = 200) -> HttpResponse:
+    """A resource built as plain JSON on a hot path; its shape is checked by the tests."""
+    return HttpResponse(json.dumps(resource, separators=(",", ":")), status=status, content_type=FHIR_JSON)
 
 
 def outcome_response(status: int, code: str, diagnostics: str, severity: str = "error") -> HttpResponse:
