@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "hie.audit",
     "hie.console",
     "hie.fhir",
+    "hie.hl7v2",
     "matching",
     "consent",
 ]
@@ -287,6 +288,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {"task": "hie.audit.tasks.verify_audit_chain", "schedule": 3600.0},
     "sweep-pending-matches": {"task": "matching.tasks.sweep_pending_matches", "schedule": 60.0},
+    "sweep-hl7-inbox": {"task": "hie.hl7v2.tasks.sweep_inbox", "schedule": 60.0},
 }
 
 # Matching: a pair's match probability at or above the first links automatically; between the

@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite: members with API clients, tokens, and real services."""
 
 import base64
+import importlib
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from hie.celery import app as celery_app
 from hie.orgs.services import IssuedClient, create_member
 
 ALL_SCOPES = sorted(django_settings.FHIR_SCOPES)
+_append_only = importlib.import_module("hie.audit.migrations.0002_append_only")
 
 
 def need_service(reason: str) -> None:
@@ -37,6 +39,23 @@ def _tasks_run_inline_unless_a_test_starts_a_worker() -> None:
     celery_app.conf.task_default_queue = TEST_QUEUE
     django_settings.CELERY_TASK_ALWAYS_EAGER = True
     celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def audit_rows_flushable(transactional_db, django_db_blocker):
+    """For tests on a committed (transactional) database that write audit events.
+
+    SQLite empties tables with DELETE, which the audit table's append-only trigger refuses:
+    the test's audit rows are removed with the trigger lifted for a moment, before the flush.
+    """
+    yield
+    if connection.vendor == "sqlite":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            for statement in _append_only.SQLITE_DOWN:
+                cursor.execute(statement)
+            cursor.execute("DELETE FROM audit_auditevent")
+            for statement in _append_only.SQLITE_UP:
+                cursor.execute(statement)
 
 
 @pytest.fixture

@@ -1,32 +1,19 @@
 """A live node over real HTTP, and members that talk to it with fhirpy."""
 
-import importlib
 from dataclasses import dataclass
 
 import pytest
 import requests
-from django.db import connection
 from fhirpy import SyncFHIRClient
 
 from hie.orgs.models import Organization
 from tests.conftest import basic_auth
 
-_append_only = importlib.import_module("hie.audit.migrations.0002_append_only")
-
 
 @pytest.fixture
-def node(live_server, django_db_blocker):
+def node(live_server, audit_rows_flushable):
     """The base URL of a node serving over real HTTP, on the test database."""
-    yield live_server.url
-    if connection.vendor == "sqlite":
-        # SQLite empties tables with DELETE, which the audit table's append-only trigger refuses:
-        # the test's audit rows are removed with the trigger lifted for a moment, before the flush.
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            for statement in _append_only.SQLITE_DOWN:
-                cursor.execute(statement)
-            cursor.execute("DELETE FROM audit_auditevent")
-            for statement in _append_only.SQLITE_UP:
-                cursor.execute(statement)
+    return live_server.url
 
 
 @dataclass

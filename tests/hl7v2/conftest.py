@@ -1,0 +1,65 @@
+"""A live MLLP listener on a free port, and a python-hl7 client that talks to it."""
+
+import asyncio
+import threading
+
+import hl7
+import pytest
+from hl7.mllp import open_hl7_connection
+
+from hie.hl7v2.listener import Listener
+from hie.orgs.services import create_organization
+
+
+@pytest.fixture
+def mllp(audit_rows_flushable):
+    """The port of a listener serving in a thread of its own, on the test database."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    listener = Listener("127.0.0.1", 0, threads=4)
+    asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+    yield listener.bound_port
+    asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def send(port: int, *messages: str | bytes) -> list[hl7.Message | None]:
+    """Send messages one after the other on one connection; the ACK of each (None: connection closed)."""
+
+    async def exchange() -> list[hl7.Message | None]:
+        reader, writer = await open_hl7_connection("127.0.0.1", port)
+        acks = []
+        for message in messages:
+            if isinstance(message, bytes):
+                writer.write(message)  # raw bytes exactly as given (framing included or not)
+            else:
+                writer.writemessage(hl7.parse(message))
+            await writer.drain()
+            try:
+                acks.append(await asyncio.wait_for(reader.readmessage(), 15))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                acks.append(None)
+                break
+        writer.close()
+        return acks
+
+    return asyncio.run(exchange())
+
+
+@pytest.fixture
+def facility():
+    """A member sending HL7 from facility RIVERSIDE, identifiers under urn:oid:2.16.840.1.113883.3.7001.1."""
+    return create_organization(name="Riverside", identifier_systems=["urn:oid:2.16.840.1.113883.3.7001.1"],
+                               hl7_facility="RIVERSIDE")  # fmt: skip
+
+
+def adt(event: str, control_id: str, pid: str, *, facility: str = "RIVERSIDE", version: str = "2.5.1",
+        extra: str = "") -> str:  # fmt: skip
+    """An ADT message with the given PID fields (after PID|1|)."""
+    segments = [f"MSH|^~\\&|EPIC|{facility}|HIE|HIE|20261125120000||ADT^{event}^ADT_{event}|{control_id}|P|{version}",
+                f"EVN|{event}|20261125120000", f"PID|1|{pid}"]  # fmt: skip
+    if extra:
+        segments.append(extra)
+    return "\r".join(segments) + "\r"
