@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+MLLP_PORT ?= 2575
 
 .PHONY: install run test lint format lock worker clean bench-venv benchmark
 
@@ -21,8 +22,11 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "HIE node: http://$(HOST):$(PORT)/console/   FHIR base: http://$(HOST):$(PORT)/fhir   health: http://$(HOST):$(PORT)/healthz"
+	@echo "HL7 v2 over MLLP: $(HOST):$(MLLP_PORT)   (try: $(BIN)/mllp_send -p $(MLLP_PORT) -f docs/samples/adt_a04.hl7 $(HOST))"
 	@echo ""
-	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
+	$(BIN)/python manage.py mllp_listen --host $(HOST) --port $(MLLP_PORT) & \
+	  trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 lint: install
 	$(BIN)/ruff check .

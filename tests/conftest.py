@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.db import connection
 
 from hie.celery import app as celery_app
@@ -39,6 +40,12 @@ def _tasks_run_inline_unless_a_test_starts_a_worker() -> None:
     celery_app.conf.task_default_queue = TEST_QUEUE
     django_settings.CELERY_TASK_ALWAYS_EAGER = True
     celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    # Rate-limit counters and drain marks of one test must not reach the next (ids repeat).
+    cache.clear()
 
 
 @pytest.fixture

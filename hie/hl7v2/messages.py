@@ -129,8 +129,9 @@ def _system_of(organization: Organization, authority: str, universal_id: str, un
     for candidate in candidates:
         if candidate in systems:
             return candidate
-    # A local namespace (or none) at a member with one identifier system is that system.
-    if len(systems) == 1 and (not authority or authority == organization.hl7_facility or not universal_id):
+    # The member's own namespace (its facility code) or none, at a member with one identifier
+    # system, is that system; another namespace is someone else's identifier.
+    if len(systems) == 1 and not universal_id and authority in ("", organization.hl7_facility):
         return systems[0]
     return None
 

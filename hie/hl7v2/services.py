@@ -9,6 +9,7 @@ arrival order, so a worker that dies mid-way leaves the message waiting for the 
 import logging
 import uuid
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -103,13 +104,24 @@ def _check_content(parsed: object, head: messages.Header, organization: Organiza
 
 
 def enqueue_processing(organization_id: int) -> None:
+    """Start a drain of the organization's inbox after commit, unless one is already due to start
+    (it will see this message: a drain forgets the mark when it starts, then reads the inbox)."""
     from hie.hl7v2.tasks import process_inbox
 
-    process_inbox.delay_on_commit(organization_id)
+    def send() -> None:
+        if cache.add(_drain_mark(organization_id), 1, timeout=30):
+            process_inbox.delay(organization_id)
+
+    transaction.on_commit(send)
+
+
+def _drain_mark(organization_id: int) -> str:
+    return f"hl7-drain-due:{organization_id}"
 
 
 def process_inbox(organization_id: int, limit: int = 1000) -> int:
     """Apply the organization's waiting messages in arrival order; returns how many were handled."""
+    cache.delete(_drain_mark(organization_id))
     handled = 0
     while handled < limit:
         with transaction.atomic():
