@@ -30,7 +30,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.matching_accuracy import machine  # noqa: E402
+from benchmarks.report import machine, replace_section  # noqa: E402
 
 DATABASE = "hie_bench_api"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
@@ -214,15 +214,7 @@ def write_report(args: argparse.Namespace, results: list[dict], load_seconds: fl
             f"| {pix['errors'] + match['errors']} |"
         )
     section = "\n".join(lines) + "\n"
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start = text.find("## Member API")
-    if start == -1:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    doc.write_text(text)
+    replace_section("## Member API", section)
 
 
 def main() -> None:

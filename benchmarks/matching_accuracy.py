@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from benchmarks.report import machine, replace_section  # noqa: E402
 from matching.blocking import blocking_keys  # noqa: E402
 from matching.csv_input import HEADER, parse_row  # noqa: E402
 from matching.normalize import normalise  # noqa: E402
@@ -189,14 +189,6 @@ def run_splink(input_csv: Path, work: Path, splink_python: str) -> dict:
 # --- report ----------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
-    memory = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")) / 1024**2
-    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["febrl3", "febrl4", "synthetic-10k", "synthetic-100k"])
@@ -266,14 +258,7 @@ def write_report(args: argparse.Namespace, results: list[dict]) -> None:
             f"| {r['splink_wall']:.1f} | {n['wall'] / r['splink_wall']:.2f} | {n['rss']:.0f} / {r['splink_rss']:.0f} |"
         )  # fmt: skip
     section = "\n".join(lines) + "\n"
-    report = args.report.read_text() if args.report.exists() else "# Benchmarks\n\n"
-    start = report.find("## Matching: accuracy and speed against Splink")
-    if start >= 0:
-        end = report.find("\n## ", start + 3)
-        report = report[:start] + section + (report[end + 1 :] if end >= 0 else "")
-    else:
-        report = report.rstrip() + "\n\n" + section
-    args.report.write_text(report)
+    replace_section("## Matching: accuracy and speed against Splink", section, args.report)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.api_latency import machine  # noqa: E402
+from benchmarks.report import machine, replace_section  # noqa: E402
 
 DATABASE = "hie_bench_mllp"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
@@ -155,15 +155,7 @@ def write_report(args: argparse.Namespace, results: list[dict]) -> None:
         lines.append(f"| {r['connections']} | {r['messages']:,} | {r['accepted']:,} | {r['accepted_per_s']:.0f} "
                      f"| {r['processed']:,} | {r['linked_per_s']:.0f} | {met} |")  # fmt: skip
     section = "\n".join(lines) + "\n"
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start = text.find("## HL7 v2 intake")
-    if start == -1:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    doc.write_text(text)
+    replace_section("## HL7 v2 intake", section)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+"""What every benchmark script shares: the machine it ran on, and its section of docs/benchmarks.md."""
+
+import os
+import platform
+from pathlib import Path
+
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    memory = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")) / 1024**2
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def replace_section(heading: str, section: str, report: Path = REPORT) -> None:
+    """Put `section` in place of the section starting with `heading` (or append it)."""
+    text = report.read_text() if report.exists() else "# Benchmarks\n\n"
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 3)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    report.write_text(text)
