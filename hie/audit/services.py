@@ -47,8 +47,8 @@ def record_event(
 ) -> AuditEvent:
     """Append one event to the chain, in the caller's transaction when there is one.
 
-    Every request of the member API comes through here, so the chain head is read and moved
-    with two plain statements rather than model saves.
+    Every request of the member API comes through here, so the head is read, the row written
+    and the head moved with plain statements rather than model saves.
     """
     head_table = ChainHead._meta.db_table
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
@@ -81,7 +81,14 @@ def record_event(
             previous_hash=last_hash,
         )
         event.row_hash = event.compute_hash()
-        AuditEvent.objects.bulk_create([event])
+        fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+        cursor.execute(
+            f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
+            [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields],
+        )
+        event.pk = cursor.fetchone()[0]
+        event._state.adding, event._state.db = False, connection.alias
         cursor.execute(
             f"UPDATE {head_table} SET last_sequence = %s, last_hash = %s WHERE id = 1",  # noqa: S608
             [event.sequence, event.row_hash],

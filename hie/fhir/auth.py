@@ -16,6 +16,7 @@ from hie.exceptions import HieError, NotAuthenticated, ScopeMissing
 from hie.fhir.conventions import check_rate, purpose_of_use
 from hie.fhir.responses import error_response, outcome_response, status_of
 from hie.orgs.models import ApiClient
+from hie.orgs.selectors import bearer_grant
 
 logger = logging.getLogger(__name__)
 AccessToken = get_access_token_model()
@@ -30,28 +31,23 @@ def authenticate_client(request: HttpRequest, scope: str) -> ApiClient:
 
     No or a bad, expired or revoked token is 401; a good token without the scope is 403.
     The checks are django-oauth-toolkit's (token looked up by its SHA-256 checksum, as stored
-    at rest; expiry; audience of resource-bound tokens; the client's is_usable), made in one
-    query with the client and its organization, since every FHIR request pays for them.
+    at rest; expiry; scopes; audience of resource-bound tokens; the client's is_usable rule),
+    made in one query with the client and its organization, since every FHIR request pays them.
     """
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise NotAuthenticated("a valid bearer access token is required")
     checksum = hashlib.sha256(raw.strip().encode()).hexdigest()
-    token = (
-        AccessToken.objects.select_related("application__organization").filter(token_checksum=checksum).order_by()[:1]
-    )
-    token = token[0] if token else None
-    if (
-        token is None
-        or token.is_expired()
-        or token.application is None
-        or not token.application.is_usable(request)
-        or (token.resource and not token.allows_audience(request.build_absolute_uri(request.path)))
-    ):
+    grant = bearer_grant(checksum)
+    if grant is None or not grant.unexpired or not grant.usable:
         raise NotAuthenticated("a valid bearer access token is required")
-    if not token.allow_scopes([scope]):
+    if grant.resource_bound:
+        token = AccessToken.objects.get(token_checksum=checksum)
+        if not token.allows_audience(request.build_absolute_uri(request.path)):
+            raise NotAuthenticated("the access token is not valid for this resource")
+    if scope not in grant.scopes:
         raise ScopeMissing(f"this request needs the scope {scope}")
-    return token.application
+    return grant.client
 
 
 def fhir_view(*, scope: str | dict[str, str] | None, reads: set[str] = READ_METHODS) -> Callable:

@@ -54,7 +54,12 @@ class ApiClient(AbstractApplication):
 
     def is_usable(self, request: object) -> bool:
         # Checked by the token endpoint and on every bearer token: revocation is immediate.
-        return self.revoked_at is None and self.organization.active
+        return self.usable(self.revoked_at, self.organization.active)
+
+    @staticmethod
+    def usable(revoked_at: object, organization_active: bool) -> bool:
+        """The rule behind is_usable, for readers that fetched the two values themselves."""
+        return revoked_at is None and organization_active
 
     @property
     def scope_list(self) -> list[str]:
