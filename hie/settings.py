@@ -251,6 +251,19 @@ FHIR_RATE_LIMIT = env_int("FHIR_RATE_LIMIT", 1200)
 FHIR_RATE_WINDOW = env_int("FHIR_RATE_WINDOW", 60)
 FHIR_MAX_PAGE_SIZE = 100
 
+# Consent (consent/decide.py, docs/consent.md): the implicit policy when no consent speaks
+# (all-normal, basic-normal, break-glass-only or deny; a member may set its own), the purposes
+# all-normal permits, and what break-the-glass may open besides normal and restricted data.
+CONSENT_IMPLICIT_POLICY = env("CONSENT_IMPLICIT_POLICY", "all-normal")
+if CONSENT_IMPLICIT_POLICY not in {"all-normal", "basic-normal", "break-glass-only", "deny"}:
+    raise ImproperlyConfigured("CONSENT_IMPLICIT_POLICY must be all-normal, basic-normal, break-glass-only or deny")
+CONSENT_IMPLICIT_PURPOSES = set(
+    env_list("CONSENT_IMPLICIT_PURPOSES", "TREAT,ETREAT,HPAYMT,HOPERAT,PUBHLTH,PATRQT,COC,CAREMGT")
+)
+BREAK_GLASS_OVERRIDES_DENY = env_bool("BREAK_GLASS_OVERRIDES_DENY", False)
+BREAK_GLASS_OPENS_PART2 = env_bool("BREAK_GLASS_OPENS_PART2", False)
+BREAK_GLASS_MAX_MINUTES = env_int("BREAK_GLASS_MAX_MINUTES", 240)
+
 # The cache holds the rate-limit counters: Redis when CACHE_URL is set (shared by every web
 # process), process memory otherwise.
 CACHE_URL = env("CACHE_URL")

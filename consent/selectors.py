@@ -1,0 +1,53 @@
+"""Reading the consent registry."""
+
+from datetime import datetime
+
+from django.db.models import Q
+
+from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
+from consent.provisions import covers
+from hie.orgs.models import Organization
+from matching.models import Link, LinkState, Person
+
+
+def identifiers_of_person(person: Person) -> set[tuple[str, str]]:
+    """Every identifier a consent of this person may have been recorded under: the EUIDs of the
+    person and of the persons merged into it, and the identifiers of its linked records (also
+    records merged away at the source)."""
+    from hie.fhir.patient import euid_system
+
+    euids, frontier = {person.euid}, [person.pk]
+    while frontier:
+        merged = list(Person.objects.filter(merged_into_id__in=frontier).values_list("pk", "euid"))
+        frontier = [pk for pk, _ in merged]
+        euids |= {euid for _, euid in merged}
+    records = Link.objects.filter(person=person, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH]).values_list(
+        "record__identifier_system", "record__local_id"
+    )
+    return {(euid_system(), euid) for euid in euids} | set(records)
+
+
+def consents_of_person(person: Person, at: datetime) -> list[Consent]:
+    """Active consents of the person in force at `at` (recorded by then, root period covering it)."""
+    identifiers = identifiers_of_person(person)
+    condition = Q()
+    for system, value in identifiers:
+        condition |= Q(patient_system=system, patient_value=value)
+    consents = Consent.objects.filter(condition, status=ConsentStatus.ACTIVE, date_recorded__lte=at)
+    return [c for c in consents.order_by("-date_recorded", "-pk") if covers(c.provision.get("period"), at)]
+
+
+def member_policy(organization: Organization) -> str | None:
+    return MemberPolicy.objects.filter(organization=organization).values_list("policy", flat=True).first()
+
+
+def active_break_glass(person: Person, requester: Organization, at: datetime) -> BreakGlass | None:
+    return (
+        BreakGlass.objects.filter(person=person, requester=requester, opened_at__lte=at, expires_at__gt=at)
+        .order_by("-expires_at")
+        .first()
+    )
+
+
+def break_glass_awaiting_review() -> list[BreakGlass]:
+    return list(BreakGlass.objects.filter(reviewed_at__isnull=True).select_related("person", "requester"))
