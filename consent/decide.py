@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from consent.models import ImplicitPolicy
 from consent.provisions import SENSITIVE, Request, verdict
-from consent.selectors import active_break_glass, consents_of_person, member_policy
+from consent.selectors import (
+    active_break_glass,
+    consents_of_person,
+    member_policy,
+    persons_with_break_glass,
+    persons_with_consents,
+)
 from hie.orgs.models import Organization
 from matching.models import Person
 
@@ -115,3 +121,28 @@ def _decision(allowed: bool, labels: frozenset, released: set, consents: tuple, 
     redact = labels - released
     outcome = PERMIT_WITH_FILTER if redact else PERMIT
     return Decision(outcome, allowed, frozenset(redact), consents, policy, grant, reason, labels)
+
+
+def visible_persons(persons: list[Person], requester: Organization, purpose: str) -> dict[int, Decision]:
+    """The decision for each person a search found, and so which the requester may see.
+
+    Persons without consents or a break-the-glass grant share one decision, the implicit
+    policy's, so a search pays for decide() only where a consent could change the answer.
+    """
+    at = timezone.now()
+    ids = [p.pk for p in persons]
+    individual = persons_with_consents(persons)
+    if purpose in BREAK_GLASS_PURPOSES:
+        individual |= persons_with_break_glass(ids, requester, at)
+    decisions: dict[int, Decision] = {}
+    shared: Decision | None = None
+    for person in persons:
+        if person.pk in individual:
+            decisions[person.pk] = decide(person, requester, purpose, at=at)
+        else:
+            if shared is None:
+                policy = implicit_policy(None)
+                allowed = _implicit_permits(policy, purpose)
+                shared = Decision(NO_CONSENT, allowed, frozenset(), (), policy, None, f"implicit policy {policy}")
+            decisions[person.pk] = shared
+    return decisions

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
 from consent.provisions import covers
@@ -35,6 +35,37 @@ def consents_of_person(person: Person, at: datetime) -> list[Consent]:
         condition |= Q(patient_system=system, patient_value=value)
     consents = Consent.objects.filter(condition, status=ConsentStatus.ACTIVE, date_recorded__lte=at)
     return [c for c in consents.order_by("-date_recorded", "-pk") if covers(c.provision.get("period"), at)]
+
+
+def persons_with_consents(persons: list[Person]) -> set[int]:
+    """Which of these persons have an active consent under one of their records' identifiers or
+    their EUID, in two indexed queries (persons that others were merged into count too: decide()
+    looks at the merged EUIDs itself)."""
+    from hie.fhir.patient import euid_system
+
+    ids = [p.pk for p in persons]
+    consent_of_record = Consent.objects.filter(
+        status=ConsentStatus.ACTIVE,
+        patient_system=OuterRef("record__identifier_system"),
+        patient_value=OuterRef("record__local_id"),
+    )
+    by_record = Link.objects.filter(
+        Exists(consent_of_record), person_id__in=ids, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH]
+    ).values_list("person_id", flat=True)
+    euids = {p.euid: p.pk for p in persons}
+    by_euid = Consent.objects.filter(
+        status=ConsentStatus.ACTIVE, patient_system=euid_system(), patient_value__in=list(euids)
+    ).values_list("patient_value", flat=True)
+    merged = Person.objects.filter(merged_into_id__in=ids).values_list("merged_into_id", flat=True)
+    return set(by_record) | {euids[value] for value in by_euid} | set(merged)
+
+
+def persons_with_break_glass(person_ids: list[int], requester: Organization, at: datetime) -> set[int]:
+    return set(
+        BreakGlass.objects.filter(
+            person_id__in=person_ids, requester=requester, opened_at__lte=at, expires_at__gt=at
+        ).values_list("person_id", flat=True)
+    )
 
 
 def member_policy(organization: Organization) -> str | None:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from consent import provisions
 from consent.models import BreakGlass, Consent, ConsentSource, ConsentStatus, ConsentVersion, PolicyRule
-from hie.audit.models import Action
+from hie.audit.models import Action, Outcome
 from hie.audit.services import Actor, record_event
 from hie.exceptions import UnknownResource, ValidationFailed
 from hie.orgs.models import Organization
@@ -119,3 +119,23 @@ def review_break_glass(*, grant: BreakGlass, actor: Actor, note: str) -> BreakGl
     record_event(actor=actor, action=Action.UPDATE, event_type="break-glass-review", resource_type="Consent",
                  person_euid=grant.person.euid, detail={"grant": grant.pk})  # fmt: skip
     return grant
+
+
+def audit_decision(*, actor: Actor, person: Person, decision: object, purpose: str) -> None:
+    """A consent decision as an audit event (FHIR AuditEvent subtype AuthZ-Consent)."""
+    record_event(
+        actor=actor,
+        action=Action.EXECUTE,
+        event_type="authz-consent",
+        resource_type="Consent",
+        person_euid=person.euid,
+        purpose_of_use=purpose,
+        outcome=Outcome.SUCCESS if decision.permitted else Outcome.MINOR_FAILURE,
+        detail={
+            "outcome": decision.outcome,
+            "consents": list(decision.consents),
+            "policy": decision.policy,
+            "break_glass": decision.break_glass,
+            "withheld": sorted(decision.redact),
+        },
+    )

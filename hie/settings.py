@@ -250,6 +250,7 @@ FHIR_PURPOSES_OF_USE = {
 FHIR_RATE_LIMIT = env_int("FHIR_RATE_LIMIT", 1200)
 FHIR_RATE_WINDOW = env_int("FHIR_RATE_WINDOW", 60)
 FHIR_MAX_PAGE_SIZE = 100
+FHIR_SEARCH_MAX_MATCHES = env_int("FHIR_SEARCH_MAX_MATCHES", 1000)  # broader PDQm searches must be narrowed
 
 # Consent (consent/decide.py, docs/consent.md): the implicit policy when no consent speaks
 # (all-normal, basic-normal, break-glass-only or deny; a member may set its own), the purposes

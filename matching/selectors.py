@@ -276,8 +276,8 @@ def _date_condition(column: str, prefix: str, first: date, last: date) -> Q:
     }[prefix]
 
 
-def search_persons(criteria: PersonCriteria, *, offset: int, count: int) -> tuple[int, list[Person]]:
-    """Active persons with at least one record meeting every criterion: (total, one page in EUID order)."""
+def search_persons(criteria: PersonCriteria, *, limit: int) -> list[Person]:
+    """Active persons with at least one record meeting every criterion, in EUID order, at most `limit`."""
     persons: QuerySet[Person] = Person.objects.filter(status=PersonStatus.ACTIVE)
     if criteria.euids:
         persons = persons.filter(euid__in=criteria.euids)
@@ -289,5 +289,4 @@ def search_persons(criteria: PersonCriteria, *, offset: int, count: int) -> tupl
         persons = persons.filter(
             pk__in=Link.objects.filter(state__in=CURRENT_STATES, record__in=records).values("person_id")
         )
-    total = persons.count()
-    return total, list(persons.order_by("euid")[offset : offset + count])
+    return list(persons.order_by("euid")[:limit])

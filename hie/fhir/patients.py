@@ -2,9 +2,12 @@
 (ITI-78) and $match (ITI-119). Views parse, call one service or selector, and render through
 hie/fhir/patient.py."""
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from fhir.resources.R4B.bundle import Bundle
 
+from consent.decide import visible_persons
+from consent.services import audit_decision
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import Forbidden, UnknownDomain, UnknownResource, UnknownTargetDomain, ValidationFailed
@@ -126,9 +129,17 @@ def _conditional_delete(request: HttpRequest) -> HttpResponse:
 
 def _search(request: HttpRequest) -> HttpResponse:
     query = patient_search.parse(request.GET)
-    total, persons = search_persons(query.criteria, offset=query.offset, count=query.count)
+    found = search_persons(query.criteria, limit=settings.FHIR_SEARCH_MAX_MATCHES + 1)
+    if len(found) > settings.FHIR_SEARCH_MAX_MATCHES:
+        raise ValidationFailed(
+            f"more than {settings.FHIR_SEARCH_MAX_MATCHES} patients match; add search parameters to narrow the search"
+        )
+    # Consent is applied before paging, so totals and links never reveal a hidden person.
+    visible = _consented(request, found)
+    total = len(visible)
+    persons = visible[query.offset : query.offset + query.count]
     _audit(request, Action.READ, "patient-search", detail={"total": total, "returned": len(persons),
-           "parameters": sorted(k for k in request.GET)})  # fmt: skip
+           "hidden": len(found) - total, "parameters": sorted(k for k in request.GET)})  # fmt: skip
     links = [{"relation": "self", "url": request.build_absolute_uri()}]
     if query.offset + query.count < total:
         links.append({"relation": "next", "url": _page_url(request, query.offset + query.count)})
@@ -142,6 +153,21 @@ def _search(request: HttpRequest) -> HttpResponse:
         "entry": [_person_entry(request, person, {"mode": "match"}) for person in persons],
     }
     return fhir_response(Bundle.model_validate(bundle))
+
+
+def _may_see(request: HttpRequest, person: Person) -> bool:
+    return bool(_consented(request, [person]))
+
+
+def _consented(request: HttpRequest, persons: list[Person]) -> list[Person]:
+    """The persons the requesting member may see for the request's purpose (consent.decide)."""
+    decisions = visible_persons(persons, request.api_client.organization, request.purpose_of_use)
+    actor = Actor.from_request(request)
+    for person in persons:
+        decision = decisions[person.pk]
+        if decision.consents or decision.break_glass:
+            audit_decision(actor=actor, person=person, decision=decision, purpose=request.purpose_of_use)
+    return [person for person in persons if decisions[person.pk].permitted]
 
 
 def _page_url(request: HttpRequest, offset: int) -> str:
@@ -184,6 +210,11 @@ def patient_instance(request: HttpRequest, resource_id: str) -> HttpResponse:
             if body_id is not None and body_id != resource_id:
                 raise ValidationFailed("the Patient's id must be the id in the URL")
             return _feed(request, (record.identifier_system, record.local_id), must_be_new=False)
+        person = confirmed_person_of(record)
+        if record.organization_id != request.api_client.organization_id and (
+            person is None or not _may_see(request, person)
+        ):
+            raise UnknownResource(f"Patient/{resource_id} is not known")
         _audit(request, Action.READ, "patient-read", resource_id=resource_id)
         return _record_response(record, 200)
     if request.method == "PUT":
@@ -192,6 +223,8 @@ def patient_instance(request: HttpRequest, resource_id: str) -> HttpResponse:
     if person is None:
         raise UnknownResource(f"Patient/{resource_id} is not known")
     survivor = person_by_euid(resource_id) if person.merged_into_id else None
+    if not _may_see(request, survivor or person):
+        raise UnknownResource(f"Patient/{resource_id} is not known")
     _audit(request, Action.READ, "patient-read", resource_id=resource_id, person=person)
     return fhir_response(mapping.person_to_fhir(person, survivor))
 
@@ -224,6 +257,10 @@ def pix_query(request: HttpRequest) -> HttpResponse:
         if source is None or (not source.active and source.person_id is None):
             raise UnknownResource("sourceIdentifier Patient Identifier not found")
         source_record_id, person_id, euid = source.record_id, source.person_id, source.euid
+    if person_id is not None and not _may_see(request, Person.from_db(None, ["id", "euid"], [person_id, euid])):
+        if system not in request.api_client.organization.identifier_system_uris:
+            raise UnknownResource("sourceIdentifier Patient Identifier not found")
+        person_id = None  # the member's own patient, whose records elsewhere it may not see
     parameters = []
     if person_id is not None:  # a record still waiting for matching or review has no cross-references yet
         references = [r for r in cross_references(person_id) if r.record_id != source_record_id]
@@ -264,8 +301,9 @@ def patient_match(request: HttpRequest) -> HttpResponse:
         if match_grade == "certainly-not" or (match.only_certain and match_grade != "certain"):
             continue
         ranked.append((scored, match_grade))
-    ranked = ranked[: match.count]
     persons = Person.objects.in_bulk([scored.person_id for scored, _ in ranked])
+    visible = {person.pk for person in _consented(request, list(persons.values()))}
+    ranked = [(scored, match_grade) for scored, match_grade in ranked if scored.person_id in visible][: match.count]
     entries = [
         _person_entry(
             request,

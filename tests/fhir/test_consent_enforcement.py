@@ -1,0 +1,65 @@
+"""Consent decides what other members see through PDQm, PIXm and $match, over real HTTP."""
+
+import requests
+
+from consent.models import Consent
+from consent.services import record_consent, withdraw_consent
+from hie.audit.models import AuditEvent
+from hie.audit.services import SYSTEM
+from tests.fhir.conftest import patient
+
+GIVEN = ["Amaranta", "Bastian", "Celestine"]
+
+
+def test_an_opted_out_person_disappears_for_others_and_reappears_after_withdrawal(member):
+    riverside, lakeside = member("Riverside"), member("Lakeside")
+    client = riverside.fhir()
+    for n, given in enumerate(GIVEN):
+        client.resources("Patient").search(identifier=f"{riverside.system}|R{n}").update(
+            client.resource("Patient", **patient(riverside.system, f"R{n}", telecom=[], address=[],
+                            name=[{"family": "Wojciechowska", "given": [given]}], birthDate=f"196{n}-03-01"))
+        )  # fmt: skip
+    reader = lakeside.fhir()
+
+    def visible() -> tuple[int, list[str]]:
+        bundle = reader.resources("Patient").search(family="wojciech").limit(2).fetch_raw()
+        names = [e["resource"]["name"][0]["given"][0] for e in bundle.get("entry", [])]
+        return bundle["total"], names
+
+    assert visible()[0] == 3
+    opt_out = record_consent(patient_system=riverside.system, patient_value="R1", policy_rule="OPTOUT",
+                             provision={"type": "deny"}, source="form", actor=SYSTEM)  # fmt: skip
+    total, names = visible()
+    assert total == 2
+    assert "Bastian" not in names
+    pix = requests.get(f"{lakeside.base}/fhir/Patient/$ihe-pix", params={"sourceIdentifier": f"{riverside.system}|R1"},
+                       headers=lakeside.headers(), timeout=10)  # fmt: skip
+    assert pix.status_code == 404
+    own = requests.get(f"{riverside.base}/fhir/Patient/$ihe-pix", params={"sourceIdentifier": f"{riverside.system}|R1"},
+                       headers=riverside.headers(), timeout=10)  # fmt: skip
+    assert own.status_code == 200  # the member's own patient stays known to it
+    decision = AuditEvent.objects.filter(event_type="authz-consent", organization=lakeside.organization).last()
+    assert decision.detail["outcome"] == "DENY"
+    assert decision.detail["consents"] == [opt_out.pk]
+
+    withdraw_consent(consent=Consent.objects.get(pk=opt_out.pk), actor=SYSTEM, reason="patient changed their mind")
+    assert visible()[0] == 3
+
+
+def test_a_deny_for_one_member_hides_from_it_only(member):
+    riverside, lakeside, lab = member("Riverside"), member("Lakeside"), member("Lab")
+    client = riverside.fhir()
+    client.resources("Patient").search(identifier=f"{riverside.system}|R1").update(
+        client.resource("Patient", **patient(riverside.system, "R1"))
+    )
+    record_consent(patient_system=riverside.system, patient_value="R1", policy_rule="OPTOUTE", source="portal",
+                   provision={"type": "deny", "actors": [lakeside.organization.pk]}, actor=SYSTEM)  # fmt: skip
+    search = {"family": "Quintanilla"}
+    assert (
+        requests.get(f"{lab.base}/fhir/Patient", params=search, headers=lab.headers(), timeout=10).json()["total"] == 1
+    )
+    hidden = requests.get(f"{lakeside.base}/fhir/Patient", params=search, headers=lakeside.headers(), timeout=10)
+    assert hidden.json()["total"] == 0
+    body = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient("urn:x", "1")}]}
+    matched = requests.post(f"{lakeside.base}/fhir/Patient/$match", json=body, headers=lakeside.headers(), timeout=10)
+    assert matched.json()["total"] == 0
