@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from oauth2_provider import views as oauth2_views
 
 from hie import health
-from hie.fhir import capability, patients
+from hie.fhir import capability, consents, patients
 from hie.fhir import views as fhir_views
 
 urlpatterns = [
@@ -20,6 +20,10 @@ urlpatterns = [
     path("fhir/Patient/$ihe-pix", patients.pix_query, name="fhir-pix"),
     path("fhir/Patient/$match", patients.patient_match, name="fhir-match"),
     path("fhir/Patient/<str:resource_id>", patients.patient_instance, name="fhir-patient-instance"),
+    path("fhir/Consent", consents.consent_type, name="fhir-consent"),
+    path("fhir/Consent/<str:consent_id>", consents.consent_instance, name="fhir-consent-instance"),
+    path("fhir/Consent/<str:consent_id>/_history/<str:version>", consents.consent_version, name="fhir-consent-vread"),
+    path("fhir/Consent/<str:consent_id>/form", consents.consent_form, name="fhir-consent-form"),
     path("fhir/Organization", fhir_views.organization_search, name="fhir-organization-search"),
     path("fhir/Organization/<str:organization_id>", fhir_views.organization_read, name="fhir-organization-read"),
     path("console/", include("hie.console.urls")),

@@ -90,6 +90,30 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         ],
                     },
                     {
+                        "type": "Consent",
+                        "documentation": (
+                            "IHE PCF: patient-privacy consents recorded under any identifier of the patient "
+                            "(a member's or the EUID); withdrawal is an update to status inactive. The signed "
+                            "form, when one was sent, is at Consent/{id}/form."
+                        ),
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "vread"},
+                            {"code": "create"},
+                            {"code": "update"},
+                            {"code": "search-type"},
+                        ],
+                        "versioning": "versioned-update",
+                        "readHistory": False,
+                        "searchParam": [
+                            {"name": "patient", "type": "reference", "documentation": "Patient/{EUID}"},
+                            {"name": "patient.identifier", "type": "token", "documentation": "any member's identifier"},
+                            {"name": "status", "type": "token"},
+                            {"name": "actor", "type": "reference", "documentation": "Organization/{id}"},
+                            {"name": "date", "type": "date", "documentation": "date recorded"},
+                        ],
+                    },
+                    {
                         "type": "Organization",
                         "documentation": "The member directory; no purpose of use is needed.",
                         "interaction": [{"code": "read"}, {"code": "search-type"}],

@@ -47,7 +47,7 @@ def _non_negative(query: QueryDict, name: str, default: int) -> int:
     return int(raw)
 
 
-def _date_range(text: str) -> tuple[str, date, date]:
+def date_range(text: str) -> tuple[str, date, date]:
     found = _DATE.match(text)
     if not found:
         raise ValidationFailed("birthdate must be [prefix]YYYY[-MM[-DD]] with prefix eq, ne, lt, le, gt or ge")
@@ -85,7 +85,7 @@ def parse(query: QueryDict) -> SearchQuery:
             criteria.identifiers.append((system, value))
     criteria.family += [v for v in query.getlist("family") if v.strip()]
     criteria.given += [v for v in query.getlist("given") if v.strip()]
-    criteria.birth_date += [_date_range(v) for v in query.getlist("birthdate")]
+    criteria.birth_date += [date_range(v) for v in query.getlist("birthdate")]
     genders = query.getlist("gender")
     if genders:
         if len(genders) > 1 or genders[0] not in ("male", "female", "other", "unknown"):

@@ -1,0 +1,138 @@
+"""FHIR Consent endpoints (IHE PCF ITI-108 style): record, read, vread, update and search."""
+
+from django.http import FileResponse, HttpRequest, HttpResponse
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.consent import Consent as FhirConsent
+
+from consent.models import Consent, ConsentStatus, ConsentVersion
+from consent.selectors import identifiers_of_person
+from consent.services import change_consent, record_consent
+from hie.audit.models import Action
+from hie.audit.services import Actor, record_event
+from hie.exceptions import PreconditionFailed, UnknownResource, ValidationFailed
+from hie.fhir import consent as mapping
+from hie.fhir.auth import fhir_view
+from hie.fhir.patient import euid_system, parse_resource, parse_token
+from hie.fhir.patient_search import date_range
+from hie.fhir.responses import fhir_response
+from matching.selectors import identified_record, person_by_euid
+
+READ, WRITE = "system/Consent.read", "system/Consent.write"
+SEARCH_PARAMETERS = {"patient", "patient.identifier", "status", "actor", "date", "_count"}
+
+
+def _audit(
+    request: HttpRequest, action: Action, event_type: str, consent_id: object = "", detail: dict | None = None
+) -> None:
+    record_event(actor=Actor.from_request(request), action=action, event_type=event_type, resource_type="Consent",
+                 resource_id=str(consent_id), purpose_of_use=request.purpose_of_use, detail=detail or {})  # fmt: skip
+
+
+def _answer(consent: Consent, status: int) -> HttpResponse:
+    headers = {"ETag": f'W/"{consent.version}"'}
+    if status == 201:
+        headers["Location"] = f"/fhir/Consent/{consent.pk}/_history/{consent.version}"
+    return fhir_response(mapping.consent_to_fhir(consent), status=status, headers=headers)
+
+
+def _consent(consent_id: str) -> Consent:
+    consent = Consent.objects.filter(pk=int(consent_id)).first() if consent_id.isdigit() else None
+    if consent is None:
+        raise UnknownResource(f"Consent/{consent_id} is not known")
+    return consent
+
+
+@fhir_view(scope={"GET": READ, "POST": WRITE})
+def consent_type(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        given = mapping.consent_from_fhir(parse_resource(request.body, FhirConsent, "the Consent"))
+        consent = record_consent(
+            patient_system=given.patient_system, patient_value=given.patient_value, policy_rule=given.policy_rule,
+            provision=given.provision, source=given.source, status=given.status, attachment=given.attachment,
+            date_recorded=given.date_recorded, collected_by=request.api_client.organization,
+            actor=Actor.from_request(request),
+        )  # fmt: skip
+        return _answer(consent, 201)
+    return _search(request)
+
+
+def _search(request: HttpRequest) -> HttpResponse:
+    unknown = sorted(set(request.GET) - SEARCH_PARAMETERS)
+    if unknown:
+        raise ValidationFailed("unsupported search parameter(s): " + ", ".join(unknown))
+    person = None
+    if request.GET.get("patient.identifier"):
+        system, value = parse_token(request.GET["patient.identifier"])
+        if system == euid_system():
+            person = person_by_euid(value)
+        else:
+            found = identified_record(system or "", value)
+            person = person_by_euid(found.euid) if found and found.euid else None
+    elif request.GET.get("patient"):
+        person = person_by_euid(request.GET["patient"].removeprefix("Patient/"))
+    else:
+        raise ValidationFailed("search consents by patient or patient.identifier")
+    consents = []
+    if person is not None:
+        identifiers = identifiers_of_person(person)
+        consents = [c for c in Consent.objects.order_by("-date_recorded", "-pk")
+                    if (c.patient_system, c.patient_value) in identifiers]  # fmt: skip
+    if request.GET.get("status"):
+        consents = [c for c in consents if c.status in request.GET["status"].split(",")]
+    if request.GET.get("actor"):
+        organization = int(request.GET["actor"].removeprefix("Organization/") or 0)
+        consents = [c for c in consents if organization in _actors(c.provision)]
+    if request.GET.get("date"):
+        prefix, first, last = date_range(request.GET["date"])
+        within = {"eq": lambda d: first <= d <= last, "ne": lambda d: not first <= d <= last, "lt": lambda d: d < first,
+                  "le": lambda d: d <= last, "gt": lambda d: d > last, "ge": lambda d: d >= first}[prefix]  # fmt: skip
+        consents = [c for c in consents if within(c.date_recorded.date())]
+    _audit(request, Action.READ, "consent-search", detail={"total": len(consents)})
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(consents),
+              "link": [{"relation": "self", "url": request.build_absolute_uri()}],
+              "entry": [{"fullUrl": request.build_absolute_uri(f"/fhir/Consent/{c.pk}"),
+                         "resource": mapping.consent_to_fhir(c).model_dump(exclude_none=True),
+                         "search": {"mode": "match"}} for c in consents]}  # fmt: skip
+    return fhir_response(Bundle.model_validate(bundle))
+
+
+def _actors(provision: dict) -> set[int]:
+    return set(provision.get("actors", [])) | {a for child in provision.get("provisions", []) for a in child["actors"]}
+
+
+@fhir_view(scope={"GET": READ, "PUT": WRITE})
+def consent_instance(request: HttpRequest, consent_id: str) -> HttpResponse:
+    consent = _consent(consent_id)
+    if request.method == "GET":
+        _audit(request, Action.READ, "consent-read", consent.pk)
+        return _answer(consent, 200)
+    expected = request.headers.get("If-Match", "").removeprefix("W/").strip('"')
+    if expected and expected != str(consent.version):
+        raise PreconditionFailed("the consent's current version is not the one the update was based on")
+    given = mapping.consent_from_fhir(parse_resource(request.body, FhirConsent, "the Consent"))
+    if (given.patient_system, given.patient_value) != (consent.patient_system, consent.patient_value):
+        raise ValidationFailed("a consent's patient does not change; record a new consent")
+    if given.status not in ConsentStatus.values:
+        raise ValidationFailed("unknown consent status")
+    consent = change_consent(consent=consent, actor=Actor.from_request(request), reason="updated through the API",
+                             provision=given.provision, status=given.status)  # fmt: skip
+    return _answer(consent, 200)
+
+
+@fhir_view(scope={"GET": READ})
+def consent_version(request: HttpRequest, consent_id: str, version: str) -> HttpResponse:
+    consent = _consent(consent_id)
+    snapshot = ConsentVersion.objects.filter(consent=consent, version=int(version) if version.isdigit() else 0).first()
+    if snapshot is None:
+        raise UnknownResource(f"Consent/{consent_id}/_history/{version} is not known")
+    _audit(request, Action.READ, "consent-vread", consent.pk, {"version": snapshot.version})
+    return fhir_response(mapping.consent_to_fhir(consent, snapshot), headers={"ETag": f'W/"{snapshot.version}"'})
+
+
+@fhir_view(scope={"GET": READ})
+def consent_form(request: HttpRequest, consent_id: str) -> HttpResponse:
+    consent = _consent(consent_id)
+    if not consent.attachment:
+        raise UnknownResource("this consent has no signed form")
+    _audit(request, Action.READ, "consent-form", consent.pk)
+    return FileResponse(consent.attachment.open("rb"), as_attachment=True)
