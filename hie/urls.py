@@ -19,6 +19,7 @@ urlpatterns = [
     path("fhir/Patient", patients.patient_type, name="fhir-patient"),
     path("fhir/Patient/$ihe-pix", patients.pix_query, name="fhir-pix"),
     path("fhir/Patient/$match", patients.patient_match, name="fhir-match"),
+    path("fhir/Patient/<str:resource_id>/$break-glass", consents.break_glass, name="fhir-break-glass"),
     path("fhir/Patient/<str:resource_id>", patients.patient_instance, name="fhir-patient-instance"),
     path("fhir/Consent", consents.consent_type, name="fhir-consent"),
     path("fhir/Consent/<str:consent_id>", consents.consent_instance, name="fhir-consent-instance"),

@@ -87,6 +87,11 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                                 "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
                             },
                             {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+                            {
+                                "name": "break-glass",
+                                "definition": f"{settings.HIE_CANONICAL_BASE}/OperationDefinition/Patient-break-glass",
+                                "documentation": "emergency access (purpose BTG or ETREAT): reason, minutes",
+                            },
                         ],
                     },
                     {

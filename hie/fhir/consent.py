@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.base import ContentFile
 from fhir.resources.R4B.consent import Consent as FhirConsent
+from fhir.resources.R4B.parameters import Parameters
 
-from consent.models import Consent, ConsentSource, ConsentVersion
-from hie.exceptions import Unprocessable
+from consent.models import BreakGlass, Consent, ConsentSource, ConsentVersion
+from hie.exceptions import Unprocessable, ValidationFailed
 from hie.fhir.conventions import PURPOSE_SYSTEM
-from hie.fhir.patient import euid_system, parse_token
+from hie.fhir.patient import euid_system, parse_resource, parse_token
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -158,3 +159,27 @@ def consent_to_fhir(consent: Consent, version: ConsentVersion | None = None) -> 
     if consent.attachment:
         resource["sourceAttachment"] = {"url": f"/fhir/Consent/{consent.pk}/form", "title": "signed consent form"}
     return FhirConsent.model_validate(resource)
+
+
+@dataclass(frozen=True)
+class BreakGlassRequest:
+    reason: str
+    minutes: int
+
+
+def break_glass_request(body: bytes) -> BreakGlassRequest:
+    """The Parameters of $break-glass: reason (string) and minutes (integer)."""
+    parameters = parse_resource(body, Parameters, "the Parameters")
+    given = {p.name: p for p in parameters.parameter or []}
+    reason = given["reason"].valueString if "reason" in given else None
+    minutes = given["minutes"].valueInteger if "minutes" in given else None
+    if not reason or not isinstance(minutes, int):
+        raise ValidationFailed("$break-glass needs a reason (valueString) and minutes (valueInteger)")
+    return BreakGlassRequest(reason=reason, minutes=minutes)
+
+
+def break_glass_answer(grant: BreakGlass) -> Parameters:
+    return Parameters.model_validate({"resourceType": "Parameters", "parameter": [
+        {"name": "grant", "valueString": str(grant.pk)},
+        {"name": "expires", "valueInstant": grant.expires_at.isoformat()},
+    ]})  # fmt: skip

@@ -6,7 +6,7 @@ from fhir.resources.R4B.consent import Consent as FhirConsent
 
 from consent.models import Consent, ConsentStatus, ConsentVersion
 from consent.selectors import identifiers_of_person
-from consent.services import change_consent, record_consent
+from consent.services import change_consent, open_break_glass, record_consent
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import PreconditionFailed, UnknownResource, ValidationFailed
@@ -136,3 +136,16 @@ def consent_form(request: HttpRequest, consent_id: str) -> HttpResponse:
         raise UnknownResource("this consent has no signed form")
     _audit(request, Action.READ, "consent-form", consent.pk)
     return FileResponse(consent.attachment.open("rb"), as_attachment=True)
+
+
+@fhir_view(scope={"POST": "system/Patient.read"}, reads={"POST"})
+def break_glass(request: HttpRequest, resource_id: str) -> HttpResponse:
+    """Patient/{EUID}/$break-glass: emergency access for the requester, for a time limit, reviewed later."""
+    person = person_by_euid(resource_id)
+    if person is None:
+        raise UnknownResource(f"Patient/{resource_id} is not known")
+    given = mapping.break_glass_request(request.body)
+    grant = open_break_glass(person=person, requester=request.api_client.organization,
+                             purpose=request.purpose_of_use, reason=given.reason, minutes=given.minutes,
+                             actor=Actor.from_request(request))  # fmt: skip
+    return fhir_response(mapping.break_glass_answer(grant))

@@ -1,8 +1,12 @@
 """Consent decides what other members see through PDQm, PIXm and $match, over real HTTP."""
 
-import requests
+from datetime import timedelta
 
-from consent.models import Consent
+import requests
+from django.utils import timezone
+
+from consent.models import BreakGlass, Consent
+from consent.selectors import break_glass_awaiting_review
 from consent.services import record_consent, withdraw_consent
 from hie.audit.models import AuditEvent
 from hie.audit.services import SYSTEM
@@ -63,3 +67,40 @@ def test_a_deny_for_one_member_hides_from_it_only(member):
     body = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient("urn:x", "1")}]}
     matched = requests.post(f"{lakeside.base}/fhir/Patient/$match", json=body, headers=lakeside.headers(), timeout=10)
     assert matched.json()["total"] == 0
+
+
+def test_break_the_glass_opens_for_its_time_limit_only_and_waits_for_review(member, settings):
+    settings.CONSENT_IMPLICIT_POLICY = "break-glass-only"
+    riverside, lakeside = member("Riverside"), member("Lakeside")
+    client = riverside.fhir()
+    saved, _ = (
+        client.resources("Patient")
+        .search(identifier=f"{riverside.system}|R1")
+        .update(client.resource("Patient", **patient(riverside.system, "R1")))
+    )
+    euid = next(i["value"] for i in saved["identifier"] if i["system"].endswith("/sid/euid"))
+    search = {"family": "Quintanilla"}
+
+    def found(purpose: str) -> int:
+        answer = requests.get(f"{lakeside.base}/fhir/Patient", params=search, headers=lakeside.headers(purpose),
+                              timeout=10)  # fmt: skip
+        return answer.json()["total"]
+
+    assert found("BTG") == 0
+    body = {"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "unconscious in the ED"},
+                                                         {"name": "minutes", "valueInteger": 30}]}  # fmt: skip
+    treat = requests.post(f"{lakeside.base}/fhir/Patient/{euid}/$break-glass", json=body,
+                          headers=lakeside.headers("TREAT"), timeout=10)  # fmt: skip
+    assert treat.status_code == 400  # only BTG or ETREAT may break the glass
+    opened = requests.post(f"{lakeside.base}/fhir/Patient/{euid}/$break-glass", json=body,
+                           headers=lakeside.headers("BTG"), timeout=10)  # fmt: skip
+    assert opened.status_code == 200, opened.text
+    assert found("BTG") == 1
+    assert found("TREAT") == 0
+    grant = BreakGlass.objects.get()
+    assert grant in break_glass_awaiting_review()
+    assert AuditEvent.objects.filter(event_type="break-glass-open", purpose_of_use="BTG").exists()
+    assert AuditEvent.objects.filter(event_type="authz-consent", detail__break_glass=grant.pk).exists()
+
+    BreakGlass.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert found("BTG") == 0

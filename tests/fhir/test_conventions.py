@@ -14,7 +14,7 @@ def test_metadata_describes_what_is_supported(node):
     assert statement.kind == "instance"
     patient = next(r for r in statement.rest[0].resource if r.type == "Patient")
     assert {p.name for p in patient.searchParam} == set(SEARCH_PARAMETERS)
-    assert {o.name for o in patient.operation} == {"ihe-pix", "match"}
+    assert {o.name for o in patient.operation} == {"ihe-pix", "match", "break-glass"}
     assert patient.conditionalUpdate is True
     assert patient.versioning == "versioned-update"
     assert statement.rest[0].security.service[0].coding[0].code == "SMART-on-FHIR"
