@@ -62,7 +62,11 @@ def receive_message(raw: bytes, peer: str = "") -> bytes | None:
         parsed = messages.parse(text)
         head = messages.header(parsed)
         messages.check_header(head)
-        organization = Organization.objects.filter(hl7_facility=head.sending_facility, active=True).first()
+        organization = (
+            Organization.objects.filter(hl7_facility=head.sending_facility, active=True)
+            .prefetch_related("identifier_systems")
+            .first()
+        )
         if organization is None:
             raise messages.MessageProblem("AR", "204", "MSH-4: the sending facility is not a member", "MSH^1^4")
         state = _check_content(parsed, head, organization)
@@ -157,7 +161,7 @@ def process_inbox(organization_id: int, limit: int = 1000) -> int:
 def apply_message(message: InboundMessage) -> None:
     parsed = messages.parse(messages.decode(bytes(message.raw)))
     head = messages.header(parsed)
-    organization = message.organization
+    organization = Organization.objects.prefetch_related("identifier_systems").get(pk=message.organization_id)
     actor = Actor(organization_id=organization.pk)
     patient = messages.patient_from_pid(parsed, organization)
     registration = {"organization": organization, "identifier_system": patient.identifier_system,
