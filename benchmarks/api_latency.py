@@ -194,10 +194,10 @@ def write_report(args: argparse.Namespace, results: list[dict], load_seconds: fl
         "",
         f"Command: `.venv/bin/python benchmarks/api_latency.py --sizes {' '.join(map(str, args.sizes))} "
         f"--requests {args.requests}`  ",
-        f"Machine: {machine()}. Run on {time.strftime('%Y-%m-%d')}. PostgreSQL 15; gunicorn with two sync workers; "
+        f"Machine: {machine()}. Run on {time.strftime('%Y-%m-%d')}. PostgreSQL 15; gunicorn with two workers of four threads; "
         "the client on the same machine, over HTTP with an OAuth2 bearer token and X-Purpose-Of-Use, every request "
         f"audited. Index built with `dedupe_csv` from the synthetic population ({load_seconds:.0f} s to load and "
-        "match in all). Latency: sequential requests for records sampled at random; throughput: four concurrent "
+        "match in this run; 0 with --keep). Latency: sequential requests for records sampled at random; throughput: four concurrent "
         "clients. No peer system runs on this machine (HAPI FHIR MDM and OpenCR need their own server builds, "
         "which cannot be fetched here), so no ratio is given.",
         "",
