@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
 from consent.provisions import covers
@@ -29,12 +29,16 @@ def identifiers_of_person(person: Person) -> set[tuple[str, str]]:
 
 def consents_of_person(person: Person, at: datetime) -> list[Consent]:
     """Active consents of the person in force at `at` (recorded by then, root period covering it)."""
-    identifiers = identifiers_of_person(person)
-    condition = Q()
+    consents = consents_under(identifiers_of_person(person)).filter(status=ConsentStatus.ACTIVE, date_recorded__lte=at)
+    return [c for c in consents if covers(c.provision.get("period"), at)]
+
+
+def consents_under(identifiers: set[tuple[str, str]]) -> QuerySet[Consent]:
+    """Every consent recorded under one of these identifiers, newest first (indexed look-ups)."""
+    condition = Q(pk__in=[])
     for system, value in identifiers:
         condition |= Q(patient_system=system, patient_value=value)
-    consents = Consent.objects.filter(condition, status=ConsentStatus.ACTIVE, date_recorded__lte=at)
-    return [c for c in consents.order_by("-date_recorded", "-pk") if covers(c.provision.get("period"), at)]
+    return Consent.objects.filter(condition).order_by("-date_recorded", "-pk")
 
 
 def persons_with_consents(persons: list[Person]) -> set[int]:

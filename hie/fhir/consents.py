@@ -5,7 +5,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.consent import Consent as FhirConsent
 
 from consent.models import Consent, ConsentStatus, ConsentVersion
-from consent.selectors import identifiers_of_person
+from consent.selectors import consents_under, identifiers_of_person
 from consent.services import change_consent, open_break_glass, record_consent
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
@@ -74,9 +74,7 @@ def _search(request: HttpRequest) -> HttpResponse:
         raise ValidationFailed("search consents by patient or patient.identifier")
     consents = []
     if person is not None:
-        identifiers = identifiers_of_person(person)
-        consents = [c for c in Consent.objects.order_by("-date_recorded", "-pk")
-                    if (c.patient_system, c.patient_value) in identifiers]  # fmt: skip
+        consents = list(consents_under(identifiers_of_person(person)))
     if request.GET.get("status"):
         consents = [c for c in consents if c.status in request.GET["status"].split(",")]
     if request.GET.get("actor"):

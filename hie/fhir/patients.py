@@ -5,6 +5,7 @@ hie/fhir/patient.py."""
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.patient import Patient as FhirPatient
 
 from consent.decide import visible_persons
 from consent.services import audit_decision
@@ -87,11 +88,12 @@ def _record_response(record: PatientRecord, status: int) -> HttpResponse:
 # --- the identity feed ----------------------------------------------------------------------
 
 
-def _feed(request: HttpRequest, wanted: tuple[str, str] | None, *, must_be_new: bool) -> HttpResponse:
+def _feed(request: HttpRequest, wanted: tuple[str, str] | None, *, must_be_new: bool,
+          patient: FhirPatient | None = None) -> HttpResponse:  # fmt: skip
     organization = request.api_client.organization
     if wanted is not None:
         check_namespace(organization, wanted[0])
-    patient = mapping.parse_patient(request.body)
+    patient = patient or mapping.parse_patient(request.body)
     registration = mapping.registration_of(patient, organization.identifier_system_uris, wanted)
     result = receive_registration(
         organization=organization,
@@ -206,10 +208,11 @@ def patient_instance(request: HttpRequest, resource_id: str) -> HttpResponse:
         if request.method == "PUT":
             if record.organization_id != request.api_client.organization_id:
                 raise Forbidden("a member may only update its own patients")
-            body_id = mapping.parse_patient(request.body).id
+            sent = mapping.parse_patient(request.body)
+            body_id = sent.id
             if body_id is not None and body_id != resource_id:
                 raise ValidationFailed("the Patient's id must be the id in the URL")
-            return _feed(request, (record.identifier_system, record.local_id), must_be_new=False)
+            return _feed(request, (record.identifier_system, record.local_id), must_be_new=False, patient=sent)
         person = confirmed_person_of(record)
         if record.organization_id != request.api_client.organization_id and (
             person is None or not _may_see(request, person)
