@@ -255,3 +255,16 @@ def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
         run.status, run.message, run.finished_at = TrainingRun.Status.FAILED, str(exc), timezone.now()
         run.save(update_fields=["status", "message", "finished_at"])
         raise
+
+
+def request_training(*, requested_by_id: int | None = None) -> TrainingRun:
+    """Queue a training run (the worker trains and activates the model); a run already waiting is reused."""
+    from matching.tasks import train_model_task  # matching.tasks imports this module
+
+    with transaction.atomic():
+        waiting = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).order_by("pk").first()
+        if waiting is not None:
+            return waiting
+        run = TrainingRun.objects.create(requested_by_id=requested_by_id, message="waiting for a worker")
+        transaction.on_commit(lambda: train_model_task.delay(run.pk))
+    return run

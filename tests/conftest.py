@@ -43,6 +43,11 @@ def _tasks_run_inline_unless_a_test_starts_a_worker() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _uploads_in_a_temporary_folder(settings, tmp_path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     # Rate-limit counters and drain marks of one test must not reach the next (ids repeat).
     cache.clear()

@@ -7,6 +7,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from hie.audit.models import Action
+from hie.audit.services import Actor, record_event
+
 REVIEWER = "reviewer"
 CONSENT_CLERK = "consent_clerk"
 ADMINISTRATOR = "administrator"
@@ -35,3 +38,23 @@ def role_required(*roles: str) -> Callable:
         return wrapped
 
     return decorator
+
+
+def staff_actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request)
+
+
+def audit_patient_view(
+    request: HttpRequest, *, event_type: str, person_euid: str = "", detail: dict | None = None
+) -> None:
+    """Every console page that shows patient data leaves a read event naming whom it showed."""
+    record_event(actor=staff_actor(request), action=Action.READ, event_type=event_type, resource_type="Patient",
+                 person_euid=person_euid, detail=detail or {})  # fmt: skip
+
+
+def roles_context(request: HttpRequest) -> dict:
+    """Template context: the signed-in user's roles, so the navigation shows only their pages."""
+    held = user_roles(getattr(request, "user", None))
+    return {"roles": sorted(held), "is_admin": ADMINISTRATOR in held,
+            "can_review": bool(held & {REVIEWER, ADMINISTRATOR}),
+            "can_consent": bool(held & {CONSENT_CLERK, ADMINISTRATOR})}  # fmt: skip
