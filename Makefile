@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MLLP_PORT ?= 2575
 
-.PHONY: install run test lint format lock worker clean bench-venv benchmark
+.PHONY: install browser run test lint format lock worker clean bench-venv benchmark screenshots
 
 $(INSTALLED): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,20 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint
+# The console's browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "Chromium is missing: sudo apt-get install chromium (browser tests are skipped without it)"; fi; }
+
+test: install lint browser
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest
+
+# The README's console screenshots, from the demo data (docs/screenshots/).
+screenshots: install browser
+	$(BIN)/python docs/screenshots/take.py
 
 worker: install
 	$(BIN)/celery -A hie worker --loglevel=INFO

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "oauth2_provider",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "hie.orgs",
     "hie.audit",
     "hie.console",
@@ -91,6 +93,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -157,6 +160,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "console:login"
+# Console sign-in: failed logins per user name and address are throttled; a TOTP second factor
+# (django-otp) is used by whoever enrolled one, and required of everyone when this is on
+# (administrators can also require it of one staff member in the console).
+CONSOLE_LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5)
+CONSOLE_LOGIN_FAILURE_WINDOW = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 900)  # seconds
+CONSOLE_REQUIRE_TOTP = env_bool("CONSOLE_REQUIRE_TOTP", False)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "HIE node")
 LOGIN_REDIRECT_URL = "console:home"
 LOGOUT_REDIRECT_URL = "console:login"
 

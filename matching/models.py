@@ -241,6 +241,10 @@ class ReviewTask(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="review_decisions"
     )
     decided_at = models.DateTimeField(null=True, blank=True)
+    decision = models.ForeignKey(
+        LinkChange, null=True, blank=True, on_delete=models.PROTECT, related_name="decided_reviews",
+        help_text="The link change the decision made; undoing it reopens the task",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -275,6 +279,10 @@ class PairLabel(models.Model):
     record_a = models.ForeignKey(PatientRecord, on_delete=models.CASCADE, related_name="+")
     record_b = models.ForeignKey(PatientRecord, on_delete=models.CASCADE, related_name="+")
     is_match = models.BooleanField()
+    task = models.ForeignKey(
+        "ReviewTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="labels",
+        help_text="The review whose decision this is; the label goes if the decision is undone",
+    )  # fmt: skip
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -580,10 +580,27 @@ def undo_change(*, change: LinkChange, actor: Actor, reason: str) -> LinkChange:
                 model_version=event.model_version_before,
             )
         )
+    _reopen_review_decided_by(change)
     refresh_golden_records(list(affected))
     record_event(actor=actor, action=Action.UPDATE, event_type="link-change-undo", resource_type="Patient",
                  detail={"change": change.pk, "undo": undo.pk})  # fmt: skip
     return undo
+
+
+def _reopen_review_decided_by(change: LinkChange) -> None:
+    """An undone review decision puts its task back in the queue, without the labels or refusals it made."""
+    task = ReviewTask.objects.filter(decision=change).first()
+    if task is None:
+        return
+    if task.status == ReviewStatus.DIFFERENT:
+        candidates = task.candidates.values_list("person_id", flat=True)
+        Link.objects.filter(record=task.record, person_id__in=candidates, state=LinkState.NO_MATCH).delete()
+    PairLabel.objects.filter(task=task).delete()
+    _cancel_open_reviews(task.record)
+    task.status, task.decided_person, task.decided_by, task.decided_at, task.decision = (
+        ReviewStatus.OPEN, None, None, None, None
+    )  # fmt: skip
+    task.save()
 
 
 @transaction.atomic
@@ -601,8 +618,8 @@ def decide_review(*, task: ReviewTask, same_person: Person | None, actor: Actor)
     if same_person is not None:
         if same_person.pk not in candidate_ids:
             raise ValidationFailed("that person is not a candidate of this review")
-        link_record(record=record, person=same_person, actor=actor, reason="review: same person",
-                    kind=ChangeKind.REVIEW_DECISION)  # fmt: skip
+        change = link_record(record=record, person=same_person, actor=actor, reason="review: same person",
+                             kind=ChangeKind.REVIEW_DECISION)  # fmt: skip
         labels += [(record.pk, r.pk, True) for r in records_of_person(same_person.pk) if r.pk != record.pk]
         task.status, task.decided_person = ReviewStatus.SAME, same_person
     else:
@@ -628,9 +645,10 @@ def decide_review(*, task: ReviewTask, same_person: Person | None, actor: Actor)
     for a, b, is_match in labels:
         low, high = sorted((a, b))
         PairLabel.objects.update_or_create(
-            record_a_id=low, record_b_id=high, defaults={"is_match": is_match, "decided_by_id": actor.staff_user_id}
-        )
-    task.decided_by_id, task.decided_at = actor.staff_user_id, timezone.now()
+            record_a_id=low, record_b_id=high,
+            defaults={"is_match": is_match, "decided_by_id": actor.staff_user_id, "task": task},
+        )  # fmt: skip
+    task.decided_by_id, task.decided_at, task.decision = actor.staff_user_id, timezone.now(), change
     task.save()
     return task
 

@@ -6,9 +6,12 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
+from hie.console.security import second_factor_required
 
 REVIEWER = "reviewer"
 CONSENT_CLERK = "consent_clerk"
@@ -29,6 +32,8 @@ def role_required(*roles: str) -> Callable:
         @login_required
         @wraps(view)
         def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if not request.user.is_verified() and second_factor_required(request.user):
+                return redirect(f"{reverse('console:second-factor')}?next={request.get_full_path()}")
             held = user_roles(request.user)
             if not held & {*roles, ADMINISTRATOR}:
                 raise PermissionDenied

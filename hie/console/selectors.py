@@ -4,7 +4,7 @@ page (golden record, records, link history, consents with today's decisions), au
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import Floor, TruncDate
 from django.utils import timezone
 
@@ -15,6 +15,7 @@ from hie.audit.models import AuditEvent
 from hie.hl7v2.models import InboundMessage, MessageState
 from hie.orgs.models import Organization
 from matching.models import (
+    ChangeKind,
     Link,
     LinkChange,
     LinkEvent,
@@ -28,6 +29,9 @@ from matching.models import (
 )
 from matching.score import auto_link_threshold, review_threshold
 
+# An undo is not undone; automatic matching runs in batches that touch many persons at once, so
+# its links are corrected by splitting or linking the record instead.
+NOT_UNDONE_HERE = {ChangeKind.UNDO, ChangeKind.AUTO_MATCH}
 HISTOGRAM_BINS = 20
 DAYS_CHARTED = 30
 # The purposes whose decisions the person page shows for every member ("who can see what").
@@ -169,17 +173,27 @@ def link_history(person: Person, limit: int = 100) -> list[HistoryEntry]:
         LinkChange.objects.filter(touching)
         .distinct()
         .select_related("staff_user", "retired_person", "survivor")
-        .prefetch_related("events__record__organization", "events__person_before", "events__person_after")
+        .prefetch_related(
+            # A batch change can move thousands of records: show only the moves to or from this person.
+            Prefetch(
+                "events",
+                queryset=LinkEvent.objects.filter(Q(person_before=person) | Q(person_after=person))
+                .select_related("record__organization", "person_before", "person_after")
+                .order_by("pk"),
+            )
+        )
         .order_by("-created_at", "-pk")[:limit]
     )
     undone = set(LinkChange.objects.filter(undoes__in=[c.pk for c in changes]).values_list("undoes_id", flat=True))
     return [
-        HistoryEntry(change=c, events=list(c.events.all()), undoable=c.kind != "undo" and c.pk not in undone)
+        HistoryEntry(
+            change=c, events=list(c.events.all()), undoable=c.kind not in NOT_UNDONE_HERE and c.pk not in undone
+        )
         for c in changes
     ]
 
 
-def disclosures_of_person(person: Person, limit: int = 200) -> QuerySet[AuditEvent]:
+def disclosures_of_person(person: Person, limit: int = 50) -> QuerySet[AuditEvent]:
     """The person's audit trail (an accounting of disclosures): events naming its EUID or a merged one's."""
     euids = [person.euid, *Person.objects.filter(merged_into=person).values_list("euid", flat=True)]
     return (
@@ -222,3 +236,59 @@ def search_audit(query: AuditQuery) -> QuerySet[AuditEvent]:
 
 def audit_event_types() -> list[str]:
     return list(AuditEvent.objects.order_by().values_list("event_type", flat=True).distinct())
+
+
+# --- what a merge or split changed for whom --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    """One member's access to one record's data for one purpose, before and after a link change."""
+
+    record: PatientRecord
+    requester: Organization
+    purpose: str
+    before: bool
+    after: bool
+    reason: str  # why, after the change
+
+
+def records_of_persons(person_ids: set[int]) -> list[int]:
+    return list(
+        Link.objects.filter(person_id__in=person_ids, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH])
+        .values_list("record_id", flat=True)
+        .distinct()
+    )
+
+
+def access_to_records(record_ids: list[int]) -> dict[tuple[int, int, str], Decision]:
+    """What every member may see of each record's person, by purpose: consents follow the person a
+    record belongs to, so a merge or a split can change them for records it did not touch."""
+    person_of = dict(
+        Link.objects.filter(
+            record_id__in=record_ids, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH]
+        ).values_list("record_id", "person_id")
+    )
+    persons = {p.pk: p for p in Person.objects.filter(pk__in=set(person_of.values()))}
+    members = list(Organization.objects.filter(active=True).order_by("name"))
+    by_person = {
+        person_id: {(m.pk, purpose): decide(person, m, purpose) for m in members for purpose in SHOWN_PURPOSES}
+        for person_id, person in persons.items()
+    }
+    return {
+        (record_id, member_id, purpose): decision
+        for record_id, person_id in person_of.items()
+        for (member_id, purpose), decision in by_person[person_id].items()
+    }
+
+
+def access_changes(before: dict, after: dict) -> list[AccessChange]:
+    changed = [key for key in after if key in before and before[key].permitted != after[key].permitted]
+    records = PatientRecord.objects.select_related("organization").in_bulk({k[0] for k in changed})
+    members = Organization.objects.in_bulk({k[1] for k in changed})
+    return [
+        AccessChange(
+            records[r], members[m], p, before[(r, m, p)].permitted, after[(r, m, p)].permitted, after[(r, m, p)].reason
+        )
+        for r, m, p in sorted(changed)
+    ]

@@ -1,13 +1,17 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hie.console.views import audit, consents, dashboard, jobs, members, persons, review
+from hie.console.views import audit, auth, consents, dashboard, jobs, members, persons, review
 
 app_name = "console"
 
 urlpatterns = [
     path("", dashboard.dashboard, name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="console/login.html"), name="login"),
+    path("login/", auth.ConsoleLoginView.as_view(), name="login"),
+    path("second-factor/", auth.second_factor, name="second-factor"),
+    path("second-factor/set-up/", auth.second_factor_setup, name="second-factor-setup"),
+    path("staff/", auth.staff, name="staff"),
+    path("staff/<int:pk>/second-factor/", auth.staff_second_factor, name="staff-second-factor"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/", review.review_queue, name="review-queue"),
     path("review/<int:pk>/", review.review_task, name="review-task"),

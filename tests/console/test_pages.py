@@ -279,3 +279,22 @@ def test_retraining_runs_in_a_job_whose_progress_can_be_polled(admin, possible_m
     progress = admin.get(f"/console/jobs/training/{run.pk}/progress/").json()
     assert progress["id"] == run.pk
     assert progress["status"] in {"queued", "running", "done", "failed"}
+
+
+def test_a_split_reports_whose_access_changed(reviewer, django_capture_on_commit_callbacks):
+    from consent.services import record_consent
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization(), ssn="521-43-8876").record
+        b = register(organization(), ssn="521-43-8876").record
+    person = current_link(a.pk).person
+    # The patient opted out at a's member; the consent follows whichever person a belongs to.
+    record_consent(patient_system=a.identifier_system, patient_value=a.local_id, policy_rule="OPTOUT",
+                   provision={"type": "deny"}, source="verbal", actor=SYSTEM)  # fmt: skip
+    response = reviewer.post(f"/console/persons/{person.euid}/records/{a.pk}/split/", {"reason": "two people"},
+                             follow=True)  # fmt: skip
+    page = response.content.decode()
+    assert "Access changed" in page
+    assert f"now sees {b.organization.name} record {b.local_id} for TREAT" in page
+    assert f"record {a.local_id}" not in page.split("Access changed")[1].split("</li>")[0]
+    assert AuditEvent.objects.get(event_type="consent-reevaluated").detail["changed"] > 0

@@ -221,3 +221,27 @@ def test_sweep_matches_records_left_pending_and_leaves_fresh_ones(django_capture
     assert lost.match_state == MatchState.DONE
     assert current_link(lost.pk) is not None
     assert fresh.match_state == MatchState.PENDING
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_undoing_a_review_decision_reopens_the_review_without_its_labels(
+    django_capture_on_commit_callbacks, staff, same
+):
+    from matching.services import decide_review, undo_change
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a = register(organization(), address_line="", postal_code="").record
+        b = register(organization(), birth_date=date(1984, 7, 29), address_line="",
+                     postal_code="").record  # fmt: skip
+    before = snapshot()
+    task = decide_review(task=ReviewTask.objects.get(record=b), same_person=person_of(a) if same else None,
+                         actor=staff)  # fmt: skip
+    assert PairLabel.objects.count() == 1
+    undo_change(change=task.decision, actor=staff, reason="decided in error")
+    task.refresh_from_db()
+    assert task.status == ReviewStatus.OPEN
+    assert (task.decided_by, task.decision) == (None, None)
+    assert not PairLabel.objects.exists()
+    links_before, _ = before
+    links_after, _ = snapshot()
+    assert [row[:4] for row in links_after] == [row[:4] for row in links_before]

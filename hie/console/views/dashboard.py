@@ -15,6 +15,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         figures.score_histogram,
         [f"{i / HISTOGRAM_BINS:.2f} to {(i + 1) / HISTOGRAM_BINS:.2f}" for i in range(HISTOGRAM_BINS)],
         markers=[(figures.review_threshold, "review"), (figures.auto_link_threshold, "auto-link")],
+        log_scale=True,
     )
     per_day = bar_chart([n for _, n in figures.records_per_day], [d.isoformat() for d, _ in figures.records_per_day])
     return render(request, "console/dashboard.html", {"figures": figures, "histogram": histogram, "per_day": per_day})

@@ -10,7 +10,14 @@ from django.views.decorators.http import require_POST
 
 from hie.console.forms import PersonSearchForm, ReasonForm
 from hie.console.roles import CONSENT_CLERK, REVIEWER, audit_patient_view, role_required, staff_actor
-from hie.console.selectors import disclosures_of_person, person_page
+from hie.console.selectors import (
+    access_changes,
+    access_to_records,
+    disclosures_of_person,
+    person_page,
+    records_of_persons,
+)
+from hie.console.views import report_access_changes
 from hie.exceptions import HieError
 from matching.models import LinkChange, PatientRecord, Person
 from matching.selectors import PersonCriteria, person_by_euid, search_persons
@@ -73,6 +80,8 @@ def split_record(request: HttpRequest, euid: str, record_pk: int) -> HttpRespons
     if not form.is_valid():
         messages.error(request, "Give a reason to split a record off.")
         return redirect("console:person", euid=euid)
+    affected = records_of_persons({link.person_id for link in record.links.all()})
+    before = access_to_records(affected)
     try:
         change = unlink_record(record=record, actor=staff_actor(request), reason=form.cleaned_data["reason"])
     except HieError as error:
@@ -80,6 +89,7 @@ def split_record(request: HttpRequest, euid: str, record_pk: int) -> HttpRespons
         return redirect("console:person", euid=euid)
     new_person = change.events.first().person_after
     messages.success(request, f"Record split off into {new_person.euid}.")
+    report_access_changes(request, access_changes(before, access_to_records(affected)))
     return redirect("console:person", euid=euid)
 
 
@@ -94,10 +104,14 @@ def undo_change(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Give a reason to undo a change.")
         return redirect(back[0], **back[1])
+    persons = {p for e in change.events.all() for p in (e.person_before_id, e.person_after_id) if p}
+    affected = records_of_persons(persons | {change.survivor_id, change.retired_person_id} - {None})
+    before = access_to_records(affected)
     try:
         undo_link_change(change=change, actor=staff_actor(request), reason=form.cleaned_data["reason"])
     except HieError as error:
         messages.error(request, str(error))
         return redirect(back[0], **back[1])
     messages.success(request, f"Change #{change.pk} ({change.get_kind_display()}) undone.")
+    report_access_changes(request, access_changes(before, access_to_records(affected)))
     return redirect(back[0], **back[1])

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from hie.console.roles import REVIEWER, audit_patient_view, role_required, staff_actor
-from hie.console.views import query_without_page
+from hie.console.selectors import access_changes, access_to_records, records_of_persons
+from hie.console.views import query_without_page, report_access_changes
 from hie.exceptions import HieError
 from hie.orgs.selectors import active_organizations
 from matching.models import Person, ReviewStatus, ReviewTask
@@ -71,6 +72,9 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(ReviewTask, pk=pk)
     decision = request.POST.get("decision")
     skipped = set(request.session.get(SKIPPED, []))
+    candidates = set(task.candidates.values_list("person_id", flat=True))
+    affected = [task.record_id, *records_of_persons(candidates)] if decision in ("same", "different") else []
+    before = access_to_records(affected)
     try:
         if decision == "same":
             person = get_object_or_404(Person, euid=request.POST.get("person", ""))
@@ -88,6 +92,8 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     except HieError as error:
         messages.error(request, str(error))
         return redirect("console:review-task", pk=task.pk)
+    if affected:
+        report_access_changes(request, access_changes(before, access_to_records(affected)))
     following = next_open_review(after_skipping=skipped, order=_order(request))
     if following is None:
         messages.info(request, "No more open reviews." if not skipped else "Only skipped reviews are left.")
