@@ -52,3 +52,11 @@ class RateLimited(HieError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CustodianFailed(HieError):
+    """The member holding a document did not give it (an error, or content that fails its size or hash)."""
+
+
+class CustodianTimeout(HieError):
+    """The member holding a document did not answer in time."""

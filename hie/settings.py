@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "hie.console",
     "hie.fhir",
     "hie.hl7v2",
+    "hie.locator",
     "matching",
     "consent",
 ]
@@ -163,6 +164,9 @@ LOGIN_URL = "console:login"
 # Console sign-in: failed logins per user name and address are throttled; a TOTP second factor
 # (django-otp) is used by whoever enrolled one, and required of everyone when this is on
 # (administrators can also require it of one staff member in the console).
+# Record locator: calls to custodians (members' FHIR servers) for document content.
+CUSTODIAN_TIMEOUT_SECONDS = env_float("CUSTODIAN_TIMEOUT_SECONDS", 10.0)
+CUSTODIAN_MAX_DOCUMENT_BYTES = env_int("CUSTODIAN_MAX_DOCUMENT_BYTES", 50 * 1024 * 1024)
 CONSOLE_LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5)
 CONSOLE_LOGIN_FAILURE_WINDOW = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 900)  # seconds
 CONSOLE_REQUIRE_TOTP = env_bool("CONSOLE_REQUIRE_TOTP", False)

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from oauth2_provider import views as oauth2_views
 
 from hie import health
-from hie.fhir import capability, consents, patients
+from hie.fhir import capability, consents, documents, patients
 from hie.fhir import views as fhir_views
 
 urlpatterns = [
@@ -15,7 +15,12 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),  # /metrics
     path("oauth/token", oauth2_views.TokenView.as_view(), name="token"),
     path("oauth/revoke_token", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("fhir", documents.fhir_system, name="fhir-system"),
     path("fhir/metadata", capability.metadata, name="fhir-metadata"),
+    path("fhir/DocumentReference", documents.document_reference_type, name="fhir-document-reference"),
+    path("fhir/DocumentReference/_search", documents.document_reference_search, name="fhir-document-search"),
+    path("fhir/DocumentReference/<str:entry_id>", documents.document_reference_instance, name="fhir-document-read"),
+    path("fhir/Binary/<str:entry_id>", documents.document_content, name="fhir-binary"),
     path("fhir/Patient", patients.patient_type, name="fhir-patient"),
     path("fhir/Patient/$ihe-pix", patients.pix_query, name="fhir-pix"),
     path("fhir/Patient/$match", patients.patient_match, name="fhir-match"),

@@ -13,6 +13,7 @@ from consent.models import BreakGlass, Consent
 from consent.selectors import consents_under, identifiers_of_person
 from hie.audit.models import AuditEvent
 from hie.hl7v2.models import InboundMessage, MessageState
+from hie.locator.models import DocumentEntry, DocumentStatus
 from hie.orgs.models import Organization
 from matching.models import (
     ChangeKind,
@@ -49,6 +50,7 @@ class DashboardFigures:
     break_glass_to_review: int
     inbox_by_state: dict[str, int]
     failed_training_runs: int
+    documents: int
     score_histogram: list[int]  # current links by score, HISTOGRAM_BINS bins over 0..1
     review_threshold: float
     auto_link_threshold: float
@@ -105,6 +107,7 @@ def dashboard_figures(now: datetime | None = None) -> DashboardFigures:
             .values_list("state", "n")
         ),
         failed_training_runs=TrainingRun.objects.filter(status=TrainingRun.Status.FAILED).count(),
+        documents=DocumentEntry.objects.filter(status=DocumentStatus.CURRENT).count(),
         score_histogram=histogram,
         review_threshold=review_threshold(),
         auto_link_threshold=auto_link_threshold(),
@@ -141,11 +144,12 @@ class PersonPage:
     history: list[HistoryEntry]
     consents: list[Consent]
     decisions: list[MemberDecision]
+    documents: list[DocumentEntry]
     merged_from: list[Person] = field(default_factory=list)
 
 
 def person_page(person: Person) -> PersonPage:
-    links = (
+    links = list(
         Link.objects.filter(person=person, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH])
         .select_related("record__organization")
         .order_by("record__organization__name", "record__local_id")
@@ -162,6 +166,11 @@ def person_page(person: Person) -> PersonPage:
             for organization in Organization.objects.filter(active=True).order_by("name")
         ],
         merged_from=list(Person.objects.filter(merged_into=person).order_by("euid")),
+        documents=list(
+            DocumentEntry.objects.filter(record__in=[link.record for link in links])
+            .select_related("custodian", "record")
+            .order_by("-date", "-pk")[:100]
+        ),
     )
 
 

@@ -123,7 +123,44 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         "documentation": "The member directory; no purpose of use is needed.",
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                     },
+                    {
+                        "type": "DocumentReference",
+                        "documentation": (
+                            "MHD: register with a transaction Bundle (ITI-65) at the base URL; find (ITI-67) the "
+                            "documents of every member holding records of the person, after consent; status is "
+                            "required. Search also as a form POST to DocumentReference/_search."
+                        ),
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {"name": name, "type": kind}
+                            for name, kind in (
+                                ("patient", "reference"),
+                                ("patient.identifier", "token"),
+                                ("status", "token"),
+                                ("type", "token"),
+                                ("category", "token"),
+                                ("date", "date"),
+                                ("period", "date"),
+                                ("creation", "date"),
+                                ("author.given", "string"),
+                                ("author.family", "string"),
+                                ("facility", "token"),
+                                ("event", "token"),
+                                ("setting", "token"),
+                                ("format", "token"),
+                                ("security-label", "token"),
+                                ("identifier", "token"),
+                                ("related", "token"),
+                            )
+                        ],
+                    },
+                    {
+                        "type": "Binary",
+                        "documentation": "MHD ITI-68: a document's content, served or fetched from its custodian.",
+                        "interaction": [{"code": "read"}],
+                    },
                 ],
+                "interaction": [{"code": "transaction", "documentation": "MHD ITI-65 Provide Document Bundle"}],
             }
         ],
     }

@@ -38,7 +38,7 @@ class SearchQuery:
     count: int
 
 
-def _non_negative(query: QueryDict, name: str, default: int) -> int:
+def non_negative(query: QueryDict, name: str, default: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
@@ -47,10 +47,11 @@ def _non_negative(query: QueryDict, name: str, default: int) -> int:
     return int(raw)
 
 
-def date_range(text: str) -> tuple[str, date, date]:
+def date_range(text: str, name: str = "birthdate") -> tuple[str, date, date]:
+    """A FHIR date search value as (prefix, first day, last day) of the range its precision covers."""
     found = _DATE.match(text)
     if not found:
-        raise ValidationFailed("birthdate must be [prefix]YYYY[-MM[-DD]] with prefix eq, ne, lt, le, gt or ge")
+        raise ValidationFailed(f"{name} must be [prefix]YYYY[-MM[-DD]] with prefix eq, ne, lt, le, gt or ge")
     prefix, year, month, day = found.groups()
     try:
         if day:
@@ -61,7 +62,7 @@ def date_range(text: str) -> tuple[str, date, date]:
         else:
             first, last = date(int(year), 1, 1), date(int(year), 12, 31)
     except ValueError:
-        raise ValidationFailed("birthdate is not a valid date") from None
+        raise ValidationFailed(f"{name} is not a valid date") from None
     return prefix or "eq", first, last
 
 
@@ -108,9 +109,9 @@ def parse(query: QueryDict) -> SearchQuery:
     criteria.postal_code += [v for v in query.getlist("address-postalcode") if v.strip()]
     if criteria == PersonCriteria():
         raise ValidationFailed("name at least one search parameter; listing every patient is not offered")
-    count = _non_negative(query, "_count", DEFAULT_COUNT)
+    count = non_negative(query, "_count", DEFAULT_COUNT)
     return SearchQuery(
         criteria=criteria,
-        offset=_non_negative(query, "_offset", 0),
+        offset=non_negative(query, "_offset", 0),
         count=max(1, min(count, settings.FHIR_MAX_PAGE_SIZE)),
     )

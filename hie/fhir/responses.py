@@ -8,6 +8,8 @@ from fhir.resources.R4B.resource import Resource
 
 from hie.exceptions import (
     Conflict,
+    CustodianFailed,
+    CustodianTimeout,
     Forbidden,
     HieError,
     NotAuthenticated,
@@ -36,6 +38,8 @@ ERROR_STATUS: dict[type[HieError], tuple[int, str]] = {
     PreconditionFailed: (412, "conflict"),
     Unprocessable: (422, "business-rule"),
     RateLimited: (429, "throttled"),
+    CustodianFailed: (502, "transient"),
+    CustodianTimeout: (504, "timeout"),
 }
 
 

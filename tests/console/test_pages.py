@@ -298,3 +298,16 @@ def test_a_split_reports_whose_access_changed(reviewer, django_capture_on_commit
     assert f"now sees {b.organization.name} record {b.local_id} for TREAT" in page
     assert f"record {a.local_id}" not in page.split("Access changed")[1].split("</li>")[0]
     assert AuditEvent.objects.get(event_type="consent-reevaluated").detail["changed"] > 0
+
+
+def test_person_page_lists_the_documents_held_for_the_person(reviewer, possible_match):
+    from hie.locator.models import DocumentEntry
+
+    first, _, _ = possible_match()
+    person = current_link(first.pk).person
+    DocumentEntry.objects.create(custodian=first.organization, record=first, master_system="urn:ietf:rfc:3986",
+                                 master_value="urn:uuid:1", content_type="application/pdf", title="Discharge summary",
+                                 type_code="http://loinc.org|18842-5", security_labels=["N"], resource={})  # fmt: skip
+    page = reviewer.get(f"/console/persons/{person.euid}/").content.decode()
+    assert "Discharge summary" in page
+    assert "Documents held for this person (1)" in page

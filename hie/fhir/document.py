@@ -1,0 +1,254 @@
+"""Mapping between MHD resources (DocumentReference, Binary, List, transaction Bundle) and the record locator.
+
+ITI-65 submissions come in as a transaction Bundle; each DocumentReference becomes a
+DocumentSubmission the locator's services understand. Entries go out as DocumentReferences whose
+attachment URL points at the node (ITI-68 retrieval goes through the node, never around it).
+"""
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from fhir.resources.R4B.binary import Binary
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.documentreference import DocumentReference
+from pydantic import ValidationError
+
+from hie.exceptions import ValidationFailed
+from hie.fhir.patient import _json, validation_message
+
+MHD_RESOURCES = {"DocumentReference", "Binary", "List"}
+
+
+@dataclass
+class DocumentSubmission:
+    """One DocumentReference of an ITI-65 transaction, in the locator's terms."""
+
+    where: str  # "Bundle.entry[i]", for error messages
+    full_url: str
+    master_system: str
+    master_value: str
+    patient_system: str
+    patient_value: str
+    content_type: str
+    url: str = ""  # by reference
+    data: bytes | None = None  # by value
+    size: int | None = None
+    sha1: str = ""  # hex
+    title: str = ""
+    type_code: str = ""
+    categories: list[str] = field(default_factory=list)
+    date: datetime | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    creation: datetime | None = None
+    author_given: list[str] = field(default_factory=list)
+    author_family: list[str] = field(default_factory=list)
+    facility: str = ""
+    events: list[str] = field(default_factory=list)
+    setting: str = ""
+    format: str = ""
+    security_labels: list[str] = field(default_factory=list)
+    related: list[str] = field(default_factory=list)
+    replaces: list[tuple[str, str]] = field(default_factory=list)  # ("id", "123") or ("identifier", "sys|value")
+    resource: dict = field(default_factory=dict)
+
+
+@dataclass
+class Submission:
+    documents: list[DocumentSubmission]
+    entry_kinds: list[str]  # the resource type of each Bundle entry, in order (the response answers each)
+    submission_set: str = ""  # List (SubmissionSet) identifier, "system|value"
+
+
+def _token(coding: dict | None) -> str:
+    if not coding:
+        return ""
+    return f"{coding.get('system', '')}|{coding.get('code', '')}"
+
+
+def _first_coding(concept: dict | None) -> dict | None:
+    codings = (concept or {}).get("coding") or []
+    return codings[0] if codings else None
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        day = parse_date(value[:10]) if len(value) >= 10 else None
+        parsed = datetime(day.year, day.month, day.day) if day else None
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
+
+
+def _identifier(identifier: dict | None) -> str:
+    if not identifier or not identifier.get("value"):
+        return ""
+    return f"{identifier.get('system', '')}|{identifier['value']}"
+
+
+def parse_transaction(body: bytes) -> Submission:
+    """An ITI-65 transaction Bundle as a Submission; raises ValidationFailed naming the entry at fault."""
+    content = _json(body)
+    if not isinstance(content, dict) or content.get("resourceType") != "Bundle":
+        raise ValidationFailed("the body must be a Bundle resource")
+    if content.get("type") != "transaction":
+        raise ValidationFailed("Bundle.type must be transaction (MHD ITI-65)")
+    try:
+        Bundle.model_validate({**content, "entry": []})
+    except ValidationError as error:
+        raise ValidationFailed(validation_message(error, "the Bundle")) from None
+    entries = content.get("entry") or []
+    if not isinstance(entries, list):
+        raise ValidationFailed("Bundle.entry must be a list")
+    kinds = []
+    binaries: dict[str, bytes] = {}
+    submission_set = ""
+    documents = []
+    for i, entry in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if kind not in MHD_RESOURCES:
+            raise ValidationFailed(f"{where}: an MHD submission holds only DocumentReference, Binary and List")
+        kinds.append(kind)
+        if kind == "Binary":
+            binary = _validated(Binary, resource, where)
+            binaries[entry.get("fullUrl", "")] = _decode(binary.data, where)
+        elif kind == "List":
+            identifiers = resource.get("identifier") or []
+            submission_set = _identifier(identifiers[0]) if identifiers else ""
+        else:
+            documents.append((where, entry.get("fullUrl", ""), _validated(DocumentReference, resource, where)))
+    if not documents:
+        raise ValidationFailed("the Bundle holds no DocumentReference")
+    parsed = [_document(where, full_url, ref, binaries) for where, full_url, ref in documents]
+    return Submission(parsed, kinds, submission_set)
+
+
+def _validated(model: type, resource: dict, where: str) -> object:
+    try:
+        return model.model_validate(resource)
+    except ValidationError as error:
+        raise ValidationFailed(validation_message(error, where)) from None
+
+
+def _decode(data: object, where: str) -> bytes:
+    try:
+        return base64.b64decode(data or b"", validate=True) if not isinstance(data, bytes) else data
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(f"{where}: data is not base64") from None
+
+
+def _document(
+    where: str, full_url: str, reference: DocumentReference, binaries: dict[str, bytes]
+) -> DocumentSubmission:
+    resource = reference.model_dump(mode="json", exclude_none=True)
+    master = resource.get("masterIdentifier") or {}
+    if not master.get("value"):
+        raise ValidationFailed(f"{where}: masterIdentifier is required (MHD)")
+    if resource.get("status") != "current":
+        raise ValidationFailed(f"{where}: a submitted DocumentReference has status current")
+    subject = resource.get("subject") or {}
+    patient = subject.get("identifier") or {}
+    if not patient.get("system") or not patient.get("value"):
+        raise ValidationFailed(f"{where}: subject must give the patient's identifier (system and value)")
+    contents = resource.get("content") or []
+    if len(contents) != 1:
+        raise ValidationFailed(f"{where}: exactly one content is supported")
+    attachment = contents[0].get("attachment") or {}
+    if not attachment.get("contentType"):
+        raise ValidationFailed(f"{where}: content.attachment.contentType is required")
+    url, data = attachment.get("url", ""), None
+    if "data" in attachment:
+        data = _decode(attachment["data"], where)
+        url = ""
+    elif url in binaries:
+        data, url = binaries[url], ""
+    elif url.startswith("urn:"):
+        raise ValidationFailed(f"{where}: content.attachment.url names no Binary of the Bundle")
+    elif not url.startswith(("http://", "https://")):
+        raise ValidationFailed(f"{where}: content.attachment needs data, a Binary of the Bundle, or an http(s) url")
+    sha1 = ""
+    if attachment.get("hash"):
+        sha1 = _decode(attachment["hash"], where).hex()
+        if len(sha1) != 40:
+            raise ValidationFailed(f"{where}: content.attachment.hash must be a SHA-1 (20 bytes, base64)")
+    if data is None and not (attachment.get("size") and sha1):
+        raise ValidationFailed(f"{where}: a document registered by reference needs its size and hash")
+    context = resource.get("context") or {}
+    contained = {f"#{c.get('id')}": c for c in resource.get("contained") or []}
+    authors = [contained.get(a.get("reference", "")) or {} for a in resource.get("author") or []]
+    names = [n for author in authors for n in author.get("name") or []]
+    period = context.get("period") or {}
+    return DocumentSubmission(
+        where=where,
+        full_url=full_url,
+        master_system=master.get("system", ""),
+        master_value=master["value"],
+        patient_system=patient["system"],
+        patient_value=patient["value"],
+        content_type=attachment["contentType"],
+        url=url,
+        data=data,
+        size=attachment.get("size"),
+        sha1=sha1,
+        title=attachment.get("title", "") or resource.get("description", ""),
+        type_code=_token(_first_coding(resource.get("type"))),
+        categories=[_token(_first_coding(c)) for c in resource.get("category") or []],
+        date=_instant(resource.get("date")),
+        period_start=_instant(period.get("start")),
+        period_end=_instant(period.get("end")),
+        creation=_instant(attachment.get("creation")),
+        author_given=sorted({g.lower() for n in names for g in n.get("given") or []}),
+        author_family=sorted({n["family"].lower() for n in names if n.get("family")}),
+        facility=_token(_first_coding(context.get("facilityType"))),
+        events=[_token(_first_coding(e)) for e in context.get("event") or []],
+        setting=_token(_first_coding(context.get("practiceSetting"))),
+        format=_token(contents[0].get("format")),
+        security_labels=sorted(
+            {
+                c.get("code", "")
+                for label in resource.get("securityLabel") or []
+                for c in label.get("coding") or []
+                if c.get("code")
+            }
+        ),
+        related=[_identifier(r.get("identifier")) for r in context.get("related") or [] if r.get("identifier")],
+        replaces=[_target(r, where) for r in resource.get("relatesTo") or [] if r.get("code") == "replaces"],
+        resource=resource,
+    )
+
+
+def _target(relates_to: dict, where: str) -> tuple[str, str]:
+    target = relates_to.get("target") or {}
+    reference = target.get("reference", "")
+    if reference.startswith("DocumentReference/"):
+        return "id", reference.removeprefix("DocumentReference/")
+    if target.get("identifier"):
+        return "identifier", _identifier(target["identifier"])
+    raise ValidationFailed(f"{where}: relatesTo.target must be DocumentReference/<id> or an identifier")
+
+
+def entry_to_fhir(entry: object, base: str) -> DocumentReference:
+    """A locator entry as the DocumentReference a member sees: its id, its custodian, the node's URL."""
+    resource = dict(entry.resource)
+    resource["id"] = str(entry.pk)
+    resource["meta"] = {"versionId": str(entry.version), "lastUpdated": entry.updated_at.isoformat()}
+    resource["status"] = entry.status
+    resource["custodian"] = {"reference": f"Organization/{entry.custodian_id}", "display": entry.custodian.name}
+    attachment = dict(resource["content"][0]["attachment"])
+    attachment.pop("data", None)
+    attachment["url"] = f"{base}/fhir/Binary/{entry.pk}"
+    if entry.size is not None:
+        attachment["size"] = entry.size
+    if entry.sha1:
+        attachment["hash"] = base64.b64encode(bytes.fromhex(entry.sha1)).decode()
+    resource["content"] = [{**resource["content"][0], "attachment": attachment}]
+    return DocumentReference.model_validate(resource)

@@ -1,0 +1,204 @@
+"""MHD endpoints: Provide Document Bundle (ITI-65), Find Document References (ITI-67) and
+Retrieve Document (ITI-68), every read through consent.decide()."""
+
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
+from fhir.resources.R4B.bundle import Bundle
+
+from consent.services import audit_decision
+from hie.audit.models import Action
+from hie.audit.services import Actor, record_event
+from hie.exceptions import UnknownResource, ValidationFailed
+from hie.fhir import document as mapping
+from hie.fhir.auth import fhir_view
+from hie.fhir.patient import euid_system, parse_token
+from hie.fhir.patient_search import DEFAULT_COUNT, date_range, non_negative
+from hie.fhir.responses import fhir_response
+from hie.locator.custodian import fetch_content
+from hie.locator.selectors import DocumentCriteria, document_entry, documents_of_person, visible_documents
+from hie.locator.services import register_documents
+from matching.models import Person
+from matching.selectors import confirmed_person_of, identified_record, person_by_euid
+
+READ, WRITE = "system/DocumentReference.read", "system/DocumentReference.write"
+TOKEN_PARAMETERS = {
+    "type": "types", "category": "categories", "facility": "facility", "event": "events", "setting": "setting",
+    "format": "formats", "security-label": "security_labels", "identifier": "identifiers", "related": "related",
+}  # fmt: skip
+DATE_PARAMETERS = {"date": "date", "period": "period", "creation": "creation"}
+STRING_PARAMETERS = {"author.given": "author_given", "author.family": "author_family"}
+SEARCH_PARAMETERS = {"patient", "patient.identifier", "status", *TOKEN_PARAMETERS, *DATE_PARAMETERS,
+                     *STRING_PARAMETERS, "_count", "_offset", "_format"}  # fmt: skip
+STATUSES = {"current", "superseded", "entered-in-error"}
+
+
+def _audit(request: HttpRequest, action: Action, event_type: str, *, resource_id: object = "", person_euid: str = "",
+           detail: dict | None = None) -> None:  # fmt: skip
+    record_event(actor=Actor.from_request(request), action=action, event_type=event_type,
+                 resource_type="DocumentReference", resource_id=str(resource_id), person_euid=person_euid,
+                 purpose_of_use=request.purpose_of_use, detail=detail or {})  # fmt: skip
+
+
+def _base(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@fhir_view(scope={"POST": WRITE})
+def fhir_system(request: HttpRequest) -> HttpResponse:
+    """POST /fhir with a transaction Bundle: MHD Provide Document Bundle (ITI-65)."""
+    submission = mapping.parse_transaction(request.body)
+    registered = register_documents(
+        custodian=request.api_client.organization,
+        documents=submission.documents,
+        submission_set=submission.submission_set,
+        actor=Actor.from_request(request),
+    )
+    answers = iter(registered)
+    entries = []
+    for kind in submission.entry_kinds:
+        if kind == "DocumentReference":
+            item = next(answers)
+            status = "201 Created" if item.created else "200 OK"
+            location = f"DocumentReference/{item.entry.pk}/_history/{item.entry.version}"
+            entries.append({"response": {"status": status, "location": location}})
+        else:
+            # Binary content is kept with its DocumentReference; a SubmissionSet is kept as its identifier.
+            entries.append({"response": {"status": "200 OK"}})
+    # MHD ITI-65: one response entry per request entry, in the same order.
+    bundle = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+    return fhir_response(Bundle.model_validate(bundle))
+
+
+# --- ITI-67 ----------------------------------------------------------------------------------
+
+
+def _criteria(query: QueryDict) -> DocumentCriteria:
+    unknown = sorted(set(query) - SEARCH_PARAMETERS)
+    if unknown:
+        raise ValidationFailed("unsupported search parameter(s): " + ", ".join(unknown))
+    if not query.get("status"):
+        raise ValidationFailed("status is required (MHD ITI-67), e.g. status=current")
+    statuses = [s for value in query.getlist("status") for s in value.split(",")]
+    if not set(statuses) <= STATUSES:
+        raise ValidationFailed("status must be current, superseded or entered-in-error")
+    criteria = DocumentCriteria(statuses=statuses)
+    for name, attribute in TOKEN_PARAMETERS.items():
+        getattr(criteria, attribute).extend(v for value in query.getlist(name) for v in value.split(","))
+    for name, attribute in STRING_PARAMETERS.items():
+        getattr(criteria, attribute).extend(v for value in query.getlist(name) for v in value.split(","))
+    for name, attribute in DATE_PARAMETERS.items():
+        getattr(criteria, attribute).extend(date_range(value, name) for value in query.getlist(name))
+    return criteria
+
+
+def _patient(query: QueryDict) -> Person | None:
+    """The person the query names: a member's identifier or the EUID (patient.identifier), or Patient/<EUID>."""
+    if query.get("patient.identifier"):
+        system, value = parse_token(query["patient.identifier"])
+        if not system:
+            raise ValidationFailed("patient.identifier must be system|value")
+        if system == euid_system():
+            return person_by_euid(value)
+        found = identified_record(system, value)
+        return person_by_euid(found.euid) if found and found.euid else None
+    if query.get("patient"):
+        return person_by_euid(query["patient"].rsplit("/", 1)[-1])
+    raise ValidationFailed("search documents by patient or patient.identifier (MHD ITI-67)")
+
+
+@fhir_view(scope={"GET": READ})
+def document_reference_type(request: HttpRequest) -> HttpResponse:
+    return _search(request, request.GET)
+
+
+@fhir_view(scope={"POST": READ}, reads={"POST"})
+def document_reference_search(request: HttpRequest) -> HttpResponse:
+    """POST DocumentReference/_search with the parameters as a form."""
+    return _search(request, request.POST)
+
+
+def _search(request: HttpRequest, query: QueryDict) -> HttpResponse:
+    criteria = _criteria(query)
+    count = max(1, min(non_negative(query, "_count", DEFAULT_COUNT), settings.FHIR_MAX_PAGE_SIZE))
+    offset = non_negative(query, "_offset", 0)
+    person = _patient(query)
+    found = documents_of_person(person, criteria) if person is not None else []
+    # Consent is applied before paging: totals and links never reveal a hidden document.
+    visible, decisions = visible_documents(person, found, request.api_client.organization,
+                                           request.purpose_of_use) if found else ([], [])  # fmt: skip
+    actor = Actor.from_request(request)
+    for decision in decisions:
+        audit_decision(actor=actor, person=person, decision=decision, purpose=request.purpose_of_use)
+    page = visible[offset : offset + count]
+    _audit(request, Action.READ, "document-search", person_euid=person.euid if person else "",
+           detail={"total": len(visible), "returned": len(page), "hidden": len(found) - len(visible)})  # fmt: skip
+    base = _base(request)
+    links = [{"relation": "self", "url": _page_url(request, query, offset)}]
+    if offset + count < len(visible):
+        links.append({"relation": "next", "url": _page_url(request, query, offset + count)})
+    if offset > 0:
+        links.append({"relation": "previous", "url": _page_url(request, query, max(0, offset - count))})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(visible),
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/fhir/DocumentReference/{entry.pk}",
+                "resource": mapping.entry_to_fhir(entry, base).model_dump(mode="json", exclude_none=True),
+                "search": {"mode": "match"},
+            }
+            for entry in page
+        ],
+    }
+    return fhir_response(Bundle.model_validate(bundle))
+
+
+def _page_url(request: HttpRequest, query: QueryDict, offset: int) -> str:
+    paged = query.copy()
+    paged["_offset"] = str(offset)
+    return request.build_absolute_uri(f"/fhir/DocumentReference?{paged.urlencode()}")
+
+
+def _visible_entry(request: HttpRequest, entry_id: str) -> tuple[object, Person]:
+    """The entry, if the requester may see it; a hidden document answers 404, as an unknown one does."""
+    entry = document_entry(entry_id)
+    person = confirmed_person_of(entry.record) if entry is not None else None
+    if entry is None or person is None:
+        raise UnknownResource(f"DocumentReference/{entry_id} is not known")
+    visible, decisions = visible_documents(person, [entry], request.api_client.organization, request.purpose_of_use)
+    for decision in decisions:
+        audit_decision(actor=Actor.from_request(request), person=person, decision=decision,
+                       purpose=request.purpose_of_use)  # fmt: skip
+    if not visible:
+        raise UnknownResource(f"DocumentReference/{entry_id} is not known")
+    return entry, person
+
+
+@fhir_view(scope={"GET": READ})
+def document_reference_instance(request: HttpRequest, entry_id: str) -> HttpResponse:
+    entry, person = _visible_entry(request, entry_id)
+    _audit(request, Action.READ, "document-read", resource_id=entry.pk, person_euid=person.euid)
+    return fhir_response(mapping.entry_to_fhir(entry, _base(request)), headers={"ETag": f'W/"{entry.version}"'})
+
+
+# --- ITI-68 ----------------------------------------------------------------------------------
+
+
+@fhir_view(scope={"GET": READ})
+def document_content(request: HttpRequest, entry_id: str) -> HttpResponse:
+    """GET Binary/<id>: the document's content, from the node's storage or fetched from its custodian."""
+    entry, person = _visible_entry(request, entry_id)
+    detail = {"custodian": entry.custodian_id, "by_reference": entry.by_reference}
+    if entry.by_reference:
+        content = fetch_content(entry)
+        _audit(request, Action.READ, "document-retrieve", resource_id=entry.pk, person_euid=person.euid, detail=detail)
+        response = HttpResponse(content, content_type=entry.content_type)
+    else:
+        _audit(request, Action.READ, "document-retrieve", resource_id=entry.pk, person_euid=person.euid, detail=detail)
+        response = FileResponse(entry.stored.open("rb"), content_type=entry.content_type)
+    if entry.sha1:
+        response["ETag"] = f'"{entry.sha1}"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,123 @@
+"""Registering documents in the locator (MHD ITI-65): all of a submission, or nothing."""
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from hie.audit.models import Action
+from hie.audit.services import Actor, record_event
+from hie.exceptions import Conflict, Forbidden, Unprocessable, ValidationFailed
+from hie.locator.models import DocumentEntry, DocumentStatus
+from hie.orgs.models import Organization
+from matching.models import PatientRecord
+
+
+@dataclass
+class Registered:
+    entry: DocumentEntry
+    created: bool  # False: the same document was registered before (the submission is repeated)
+
+
+def _digest(data: bytes) -> tuple[str, str]:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
+
+
+def _record(custodian: Organization, document: object) -> PatientRecord:
+    if document.patient_system not in custodian.identifier_system_uris:
+        raise Forbidden(f"{document.where}: the patient must be given by an identifier of the submitter's own")
+    record = PatientRecord.objects.filter(
+        organization=custodian, identifier_system=document.patient_system, local_id=document.patient_value, active=True
+    ).first()
+    if record is None:
+        raise Unprocessable(f"{document.where}: the patient is not registered with the node; register it first")
+    return record
+
+
+def _replaced(custodian: Organization, document: object) -> list[DocumentEntry]:
+    found = []
+    for kind, value in document.replaces:
+        if kind == "id":
+            entry = DocumentEntry.objects.filter(pk=int(value) if value.isdigit() else 0, custodian=custodian).first()
+        else:
+            system, _, master = value.partition("|")
+            entry = DocumentEntry.objects.filter(custodian=custodian, master_system=system, master_value=master).first()
+        if entry is None:
+            raise Unprocessable(
+                f"{document.where}: relatesTo names a document of the submitter's that is not registered"
+            )
+        found.append(entry)
+    return found
+
+
+def _same(entry: DocumentEntry, document: object, sha1: str) -> bool:
+    return entry.sha1 == sha1 and entry.url == document.url
+
+
+@transaction.atomic
+def register_documents(
+    *, custodian: Organization, documents: list, submission_set: str, actor: Actor
+) -> list[Registered]:
+    """Register every document of a submission; a document already registered under the same
+    master identifier with the same content is returned as it is (a repeated submission)."""
+    plans = []
+    for document in documents:
+        record = _record(custodian, document)
+        if document.data is not None:
+            sha1, sha256 = _digest(document.data)
+            if document.sha1 and document.sha1 != sha1:
+                raise ValidationFailed(f"{document.where}: content.attachment.hash does not match the content")
+            if document.size is not None and document.size != len(document.data):
+                raise ValidationFailed(f"{document.where}: content.attachment.size does not match the content")
+            size = len(document.data)
+        else:
+            # The node fetches by-reference content with its own credentials: only from the member's
+            # registered endpoint, never from an address a submission makes up.
+            endpoint = custodian.fhir_endpoint.rstrip("/")
+            if not endpoint or not document.url.startswith(f"{endpoint}/"):
+                raise Unprocessable(f"{document.where}: a document registered by reference must be served from "
+                                    "the member's registered FHIR endpoint")  # fmt: skip
+            sha1, sha256, size = document.sha1, "", document.size
+        # Locks the custodian's entry of this identifier, if any: two submissions of one document serialise.
+        existing = (
+            DocumentEntry.objects.select_for_update()
+            .filter(custodian=custodian, master_system=document.master_system, master_value=document.master_value)
+            .first()
+        )
+        if existing is not None and not _same(existing, document, sha1):
+            raise Conflict(f"{document.where}: this masterIdentifier is registered already for other content")
+        plans.append((document, record, sha1, sha256, size, existing, _replaced(custodian, document)))
+
+    registered = []
+    for document, record, sha1, sha256, size, existing, replaced in plans:
+        if existing is not None:
+            registered.append(Registered(existing, created=False))
+            continue
+        entry = DocumentEntry(
+            custodian=custodian, record=record, master_system=document.master_system,
+            master_value=document.master_value, submission_set=submission_set, type_code=document.type_code,
+            categories=document.categories, date=document.date, period_start=document.period_start,
+            period_end=document.period_end, creation=document.creation, author_given=document.author_given,
+            author_family=document.author_family, facility=document.facility, events=document.events,
+            setting=document.setting, format=document.format, security_labels=document.security_labels,
+            related=document.related, content_type=document.content_type, size=size, sha1=sha1, sha256=sha256,
+            url=document.url, title=document.title[:255], resource=document.resource,
+        )  # fmt: skip
+        if document.data is not None:
+            # Content is written only after every document passed its checks; a failure after this
+            # point rolls the rows back and leaves at most an unreferenced file.
+            entry.stored.save(f"{uuid.uuid4().hex}", ContentFile(document.data), save=False)
+        entry.save()
+        for old in replaced:
+            old.status, old.version = DocumentStatus.SUPERSEDED, old.version + 1
+            old.save(update_fields=["status", "version", "updated_at"])
+            entry.replaces = old
+        if replaced:
+            entry.save(update_fields=["replaces"])
+        registered.append(Registered(entry, created=True))
+    record_event(actor=actor, action=Action.CREATE, event_type="document-register", resource_type="DocumentReference",
+                 detail={"created": [r.entry.pk for r in registered if r.created],
+                         "repeated": [r.entry.pk for r in registered if not r.created]})  # fmt: skip
+    return registered
