@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "hie.fhir",
     "hie.hl7v2",
     "hie.locator",
+    "hie.exchange",
     "matching",
     "consent",
 ]
@@ -167,6 +168,14 @@ LOGIN_URL = "console:login"
 # Record locator: calls to custodians (members' FHIR servers) for document content.
 CUSTODIAN_TIMEOUT_SECONDS = env_float("CUSTODIAN_TIMEOUT_SECONDS", 10.0)
 CUSTODIAN_MAX_DOCUMENT_BYTES = env_int("CUSTODIAN_MAX_DOCUMENT_BYTES", 50 * 1024 * 1024)
+CUSTODIAN_MAX_PAGES = env_int("CUSTODIAN_MAX_PAGES", 20)
+# Gather jobs: attempts per custodian, exponential backoff with jitter, and the circuit breaker.
+EXCHANGE_MAX_ATTEMPTS = env_int("EXCHANGE_MAX_ATTEMPTS", 4)
+EXCHANGE_BACKOFF_SECONDS = env_float("EXCHANGE_BACKOFF_SECONDS", 2.0)
+EXCHANGE_BACKOFF_MAX_SECONDS = env_float("EXCHANGE_BACKOFF_MAX_SECONDS", 60.0)
+EXCHANGE_BREAKER_FAILURES = env_int("EXCHANGE_BREAKER_FAILURES", 5)
+EXCHANGE_BREAKER_COOLDOWN_SECONDS = env_int("EXCHANGE_BREAKER_COOLDOWN_SECONDS", 60)
+EXCHANGE_DEFAULT_DEADLINE_SECONDS = env_int("EXCHANGE_DEFAULT_DEADLINE_SECONDS", 60)
 CONSOLE_LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5)
 CONSOLE_LOGIN_FAILURE_WINDOW = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 900)  # seconds
 CONSOLE_REQUIRE_TOTP = env_bool("CONSOLE_REQUIRE_TOTP", False)
@@ -320,6 +329,7 @@ CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {"task": "hie.audit.tasks.verify_audit_chain", "schedule": 3600.0},
     "sweep-pending-matches": {"task": "matching.tasks.sweep_pending_matches", "schedule": 60.0},
     "sweep-hl7-inbox": {"task": "hie.hl7v2.tasks.sweep_inbox", "schedule": 60.0},
+    "sweep-gather-jobs": {"task": "hie.exchange.tasks.sweep_gather_jobs", "schedule": 15.0},
 }
 
 # Matching: a pair's match probability at or above the first links automatically; between the

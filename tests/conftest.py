@@ -208,3 +208,21 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
             return value
         time.sleep(interval)
     pytest.fail("timed out waiting for the condition")
+
+
+@pytest.fixture
+def custodian_server():
+    """Start loopback custodians; each is stopped after the test."""
+    from tests.fhir.custodian import Custodian, start
+
+    servers = []
+
+    def make() -> Custodian:
+        custodian = Custodian()
+        servers.append(start(custodian))
+        return custodian
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()

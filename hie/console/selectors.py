@@ -12,6 +12,7 @@ from consent.decide import Decision, decide
 from consent.models import BreakGlass, Consent
 from consent.selectors import consents_under, identifiers_of_person
 from hie.audit.models import AuditEvent
+from hie.exchange.models import DeadLetter
 from hie.hl7v2.models import InboundMessage, MessageState
 from hie.locator.models import DocumentEntry, DocumentStatus
 from hie.orgs.models import Organization
@@ -51,6 +52,7 @@ class DashboardFigures:
     inbox_by_state: dict[str, int]
     failed_training_runs: int
     documents: int
+    dead_letters: int
     score_histogram: list[int]  # current links by score, HISTOGRAM_BINS bins over 0..1
     review_threshold: float
     auto_link_threshold: float
@@ -108,6 +110,7 @@ def dashboard_figures(now: datetime | None = None) -> DashboardFigures:
         ),
         failed_training_runs=TrainingRun.objects.filter(status=TrainingRun.Status.FAILED).count(),
         documents=DocumentEntry.objects.filter(status=DocumentStatus.CURRENT).count(),
+        dead_letters=DeadLetter.objects.filter(resolved=False).count(),
         score_histogram=histogram,
         review_threshold=review_threshold(),
         auto_link_threshold=auto_link_threshold(),

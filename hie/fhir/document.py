@@ -252,3 +252,14 @@ def entry_to_fhir(entry: object, base: str) -> DocumentReference:
         attachment["hash"] = base64.b64encode(bytes.fromhex(entry.sha1)).decode()
     resource["content"] = [{**resource["content"][0], "attachment": attachment}]
     return DocumentReference.model_validate(resource)
+
+
+def document_from_custodian(resource: dict, identifier_system: str, local_id: str, where: str) -> DocumentSubmission:
+    """A DocumentReference a custodian listed for its patient (a gather job), in the locator's terms.
+
+    The subject is the record the node asked about, whatever reference form the custodian used.
+    """
+    resource = {**resource, "subject": {"identifier": {"system": identifier_system, "value": local_id}}}
+    resource.pop("id", None)
+    resource.pop("meta", None)
+    return _document(where, "", _validated(DocumentReference, resource, where), {})

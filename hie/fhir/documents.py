@@ -1,6 +1,8 @@
 """MHD endpoints: Provide Document Bundle (ITI-65), Find Document References (ITI-67) and
 Retrieve Document (ITI-68), every read through consent.decide()."""
 
+import uuid
+
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
 from fhir.resources.R4B.bundle import Bundle
@@ -9,7 +11,10 @@ from consent.services import audit_decision
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import UnknownResource, ValidationFailed
+from hie.exchange.selectors import gather_job_of
+from hie.exchange.services import start_gather
 from hie.fhir import document as mapping
+from hie.fhir import task as task_mapping
 from hie.fhir.auth import fhir_view
 from hie.fhir.patient import euid_system, parse_token
 from hie.fhir.patient_search import DEFAULT_COUNT, date_range, non_negative
@@ -191,7 +196,10 @@ def document_content(request: HttpRequest, entry_id: str) -> HttpResponse:
     """GET Binary/<id>: the document's content, from the node's storage or fetched from its custodian."""
     entry, person = _visible_entry(request, entry_id)
     detail = {"custodian": entry.custodian_id, "by_reference": entry.by_reference}
-    if entry.by_reference:
+    if entry.by_reference and entry.prefetched:
+        _audit(request, Action.READ, "document-retrieve", resource_id=entry.pk, person_euid=person.euid, detail=detail)
+        response = FileResponse(entry.prefetched.open("rb"), content_type=entry.content_type)
+    elif entry.by_reference:
         content = fetch_content(entry)
         _audit(request, Action.READ, "document-retrieve", resource_id=entry.pk, person_euid=person.euid, detail=detail)
         response = HttpResponse(content, content_type=entry.content_type)
@@ -202,3 +210,40 @@ def document_content(request: HttpRequest, entry_id: str) -> HttpResponse:
         response["ETag"] = f'"{entry.sha1}"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --- gather jobs -----------------------------------------------------------------------------
+
+
+@fhir_view(scope={"POST": READ}, reads={"POST"})
+def gather_documents(request: HttpRequest) -> HttpResponse:
+    """Patient/$gather-documents: ask every custodian of the person for its current documents.
+
+    Answers 202 with the job as a Task; a repeated request with the same Idempotency-Key answers
+    the same job."""
+    given = task_mapping.gather_request(request.body)
+    if given.patient_system is None or given.patient_system == euid_system():
+        person = person_by_euid(given.patient_value)
+    else:
+        found = identified_record(given.patient_system, given.patient_value)
+        person = person_by_euid(found.euid) if found and found.euid else None
+    if person is None:
+        raise UnknownResource("the patient is not known")
+    key = request.headers.get("Idempotency-Key", "").strip()[:100] or uuid.uuid4().hex
+    job, created = start_gather(requester=request.api_client.organization, person=person,
+                                purpose=request.purpose_of_use, idempotency_key=key, prefetch=given.prefetch,
+                                deadline_seconds=given.deadline_seconds, actor=Actor.from_request(request))  # fmt: skip
+    job.refresh_from_db()
+    location = f"/fhir/Task/{job.pk}"
+    return fhir_response(task_mapping.job_to_fhir(job), status=202 if created else 200,
+                         headers={"Content-Location": location, "Location": location})  # fmt: skip
+
+
+@fhir_view(scope={"GET": READ})
+def task_instance(request: HttpRequest, task_id: str) -> HttpResponse:
+    """A gather job's status and per-custodian progress; only the member that asked may see it."""
+    job = gather_job_of(task_id, request.api_client.organization)
+    if job is None:
+        raise UnknownResource(f"Task/{task_id} is not known")
+    _audit(request, Action.READ, "gather-status", resource_id=job.pk, person_euid=job.person.euid)
+    return fhir_response(task_mapping.job_to_fhir(job))

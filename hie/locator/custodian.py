@@ -10,6 +10,9 @@ import logging
 import requests
 from django.conf import settings
 from django.core.cache import cache
+from django.core.files.base import ContentFile
+from fhir.resources.R4B.bundle import Bundle
+from pydantic import ValidationError
 
 from hie.exceptions import CustodianFailed, CustodianTimeout
 from hie.locator.models import CustodianAccess, DocumentEntry
@@ -72,3 +75,53 @@ def fetch_content(entry: DocumentEntry) -> bytes:
     if entry.sha1 and hashlib.sha1(content, usedforsecurity=False).hexdigest() != entry.sha1:
         raise CustodianFailed("the custodian's content does not match the registered hash")
     return bytes(content)
+
+
+def _get(url: str, access: CustodianAccess | None, **kwargs: object) -> requests.Response:
+    headers = {"Accept": "application/fhir+json"}
+    if access is not None:
+        headers["Authorization"] = f"Bearer {_token(access)}"
+    try:
+        answer = requests.get(url, headers=headers, timeout=settings.CUSTODIAN_TIMEOUT_SECONDS, **kwargs)
+    except requests.Timeout:
+        raise CustodianTimeout("the custodian did not answer in time") from None
+    except requests.RequestException:
+        raise CustodianFailed("the custodian could not be reached") from None
+    if answer.status_code != 200:
+        raise CustodianFailed(f"the custodian answered {answer.status_code}")
+    return answer
+
+
+def list_documents(custodian: object, identifier_system: str, local_id: str) -> list[dict]:
+    """The current DocumentReferences the custodian lists for one of its patients (ITI-67 at the custodian),
+    following `next` links up to CUSTODIAN_MAX_PAGES pages."""
+    if not custodian.fhir_endpoint:
+        raise CustodianFailed("the member has no FHIR endpoint registered")
+    access = CustodianAccess.objects.filter(organization=custodian).first()
+    url = f"{custodian.fhir_endpoint.rstrip('/')}/DocumentReference"
+    params = {"patient.identifier": f"{identifier_system}|{local_id}", "status": "current"}
+    references = []
+    for _ in range(settings.CUSTODIAN_MAX_PAGES):
+        try:
+            bundle = Bundle.model_validate_json(_get(url, access, params=params).content)
+        except ValidationError:
+            raise CustodianFailed("the custodian's answer is not a FHIR Bundle") from None
+        references += [
+            e.resource.model_dump(mode="json", exclude_none=True)
+            for e in bundle.entry or []
+            if e.resource is not None and e.resource.get_resource_type() == "DocumentReference"
+        ]
+        following = next((link.url for link in bundle.link or [] if link.relation == "next"), None)
+        if not following:
+            break
+        url, params = following, None
+    return references
+
+
+def prefetch_content(entry: DocumentEntry) -> None:
+    """Fetch and keep a checked copy of by-reference content, so retrieval need not call the custodian."""
+    if entry.prefetched or not entry.by_reference:
+        return
+    content = fetch_content(entry)
+    entry.prefetched.save(f"{entry.pk}", ContentFile(content), save=False)
+    entry.save(update_fields=["prefetched"])

@@ -47,6 +47,9 @@ class DocumentEntry(models.Model):
     sha256 = models.CharField(max_length=64, blank=True, help_text="hex")
     url = models.URLField(max_length=1000, blank=True, help_text="Where the custodian serves it (by reference)")
     stored = models.FileField(upload_to="documents/%Y/%m/", blank=True, help_text="The content (by value)")
+    prefetched = models.FileField(
+        upload_to="prefetched/%Y/%m/", blank=True, help_text="A checked copy of by-reference content (gather jobs)"
+    )
     title = models.CharField(max_length=255, blank=True)
     # The DocumentReference as the node answers it, less what depends on the request (ids, URLs).
     resource = models.JSONField()

@@ -121,3 +121,43 @@ def register_documents(
                  detail={"created": [r.entry.pk for r in registered if r.created],
                          "repeated": [r.entry.pk for r in registered if not r.created]})  # fmt: skip
     return registered
+
+
+@transaction.atomic
+def refresh_documents(*, custodian: Organization, record: PatientRecord, documents: list) -> int:
+    """Bring the custodian's entries for one record up to what it lists now (a gather job).
+
+    Only documents held by reference, under the custodian's endpoint, are taken; a listed document
+    whose content changed gets a new version. Returns how many current documents it listed.
+    """
+    endpoint = custodian.fhir_endpoint.rstrip("/")
+    taken = 0
+    for document in documents:
+        if document.data is not None or not document.url.startswith(f"{endpoint}/"):
+            continue
+        fields = {
+            "record": record, "type_code": document.type_code, "categories": document.categories,
+            "date": document.date, "period_start": document.period_start, "period_end": document.period_end,
+            "creation": document.creation, "author_given": document.author_given,
+            "author_family": document.author_family, "facility": document.facility, "events": document.events,
+            "setting": document.setting, "format": document.format, "security_labels": document.security_labels,
+            "related": document.related, "content_type": document.content_type, "size": document.size,
+            "sha1": document.sha1, "url": document.url, "title": document.title[:255], "resource": document.resource,
+        }  # fmt: skip
+        entry = (
+            DocumentEntry.objects.select_for_update()
+            .filter(custodian=custodian, master_system=document.master_system, master_value=document.master_value)
+            .first()
+        )
+        if entry is None:
+            DocumentEntry.objects.create(custodian=custodian, master_system=document.master_system,
+                                         master_value=document.master_value, **fields)  # fmt: skip
+        elif (entry.sha1, entry.url, entry.security_labels) != (document.sha1, document.url, document.security_labels):
+            for name, value in fields.items():
+                setattr(entry, name, value)
+            entry.version += 1
+            if entry.prefetched:
+                entry.prefetched = ""  # the checked copy is of the old content
+            entry.save()
+        taken += 1
+    return taken

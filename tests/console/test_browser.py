@@ -95,3 +95,42 @@ def test_administrator_replays_a_failed_message(console, live_server):
     page.click("button:text('Replay 1 failed message')")
     expect(page.locator(".messages")).to_contain_text("1 failed message(s) put back in line")
     assert InboundMessage.objects.get().attempts >= 1
+
+
+def test_administrator_replays_a_dead_letter(console, live_server, custodian_server, screenshot):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hie.exchange.models import CallStatus, CustodianCall, DeadLetter, GatherJob
+    from hie.locator.models import CustodianAccess
+    from matching.services import match_record
+    from tests.fhir.custodian import CLIENT_ID, CLIENT_SECRET
+    from tests.matching.factories import register
+
+    held = custodian_server()  # answers now; it failed when the letter was written
+    custodian = organization("Metro Lab")
+    custodian.fhir_endpoint = f"{held.base}/r4"
+    custodian.save()
+    record = register(custodian, local_id="M-1").record
+    match_record(record.pk)
+    CustodianAccess.objects.create(organization=custodian, token_url=f"{held.base}/token", client_id=CLIENT_ID,
+                                   client_secret=CLIENT_SECRET)  # fmt: skip
+    held.listings["M-1"] = []
+    job = GatherJob.objects.create(requester=organization("Clinic"), person=record.links.get().person,
+                                   purpose="TREAT", idempotency_key="k",
+                                   deadline=timezone.now() - timedelta(minutes=1))  # fmt: skip
+    call = CustodianCall.objects.create(job=job, custodian=custodian, status=CallStatus.FAILED, attempts=3,
+                                        last_error="the custodian answered 500")  # fmt: skip
+    letter = DeadLetter.objects.create(call=call, error=call.last_error, attempts=3)
+    page = console()
+    page.click("text=Exchange")
+    expect(page.locator("#dead-letters")).to_contain_text("the custodian answered 500")
+    screenshot(page, "exchange")
+    page.locator(f"#dead-letters tr[data-letter='{letter.pk}'] button").click()
+    expect(page.locator(".messages")).to_contain_text(f"Dead letter #{letter.pk} replayed: the custodian answered")
+    expect(page.locator(f"#dead-letters tr[data-letter='{letter.pk}']")).to_have_count(0)
+    letter.refresh_from_db()
+    assert (letter.replays, letter.resolved) == (1, True)
+    call.refresh_from_db()
+    assert call.status == CallStatus.DONE

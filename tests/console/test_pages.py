@@ -30,6 +30,7 @@ PAGES = {
     "/console/audit/": {ADMINISTRATOR},
     "/console/jobs/inbox/": {ADMINISTRATOR},
     "/console/jobs/training/": {REVIEWER, ADMINISTRATOR},
+    "/console/jobs/exchange/": {ADMINISTRATOR},
 }
 
 
@@ -311,3 +312,49 @@ def test_person_page_lists_the_documents_held_for_the_person(reviewer, possible_
     page = reviewer.get(f"/console/persons/{person.euid}/").content.decode()
     assert "Discharge summary" in page
     assert "Documents held for this person (1)" in page
+
+
+def _dead_letter():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hie.exchange.models import CallStatus, CustodianCall, DeadLetter, GatherJob
+    from matching.services import match_record
+
+    requester, custodian = organization(), organization()
+    custodian.fhir_endpoint = "http://127.0.0.1:9/r4"  # nothing listens there
+    custodian.save()
+    record = register(custodian).record
+    match_record(record.pk)
+    job = GatherJob.objects.create(requester=requester, person=record.links.get().person, purpose="TREAT",
+                                   idempotency_key="k", deadline=timezone.now() + timedelta(minutes=5))  # fmt: skip
+    call = CustodianCall.objects.create(job=job, custodian=custodian, status=CallStatus.FAILED, attempts=3,
+                                        last_error="the custodian could not be reached")  # fmt: skip
+    return DeadLetter.objects.create(call=call, error=call.last_error, attempts=3), custodian
+
+
+def test_exchange_page_replays_a_dead_letter_and_pauses_an_endpoint(admin, django_capture_on_commit_callbacks):
+    from hie.exchange.models import EndpointState
+
+    with django_capture_on_commit_callbacks(execute=True):
+        letter, custodian = _dead_letter()
+    page = admin.get("/console/jobs/exchange/").content.decode()
+    assert "the custodian could not be reached" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(f"/console/jobs/exchange/dead-letters/{letter.pk}/replay/", follow=True)
+    assert "failed again" in response.content.decode()  # the endpoint still does not answer
+    letter.refresh_from_db()
+    assert letter.replays == 1
+    admin.post(f"/console/jobs/exchange/endpoints/{custodian.pk}/pause/", {"paused": "true"})
+    assert EndpointState.objects.get(organization=custodian).paused
+    assert AuditEvent.objects.filter(event_type__in=["dead-letter-replay", "endpoint-pause"]).count() == 2
+
+
+def test_bulk_replay_reports_its_progress(admin, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        _dead_letter()
+        admin.post("/console/jobs/exchange/dead-letters/replay/")
+    progress = admin.get("/console/jobs/exchange/dead-letters/progress/").json()
+    assert progress["status"] == "done"
+    assert progress["progress"] == 100

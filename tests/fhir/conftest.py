@@ -68,21 +68,3 @@ def patient(system: str, value: str, **overrides) -> dict:
     }
     resource.update(overrides)
     return resource
-
-
-@pytest.fixture
-def custodian_server():
-    """Start loopback custodians; each is stopped after the test."""
-    from tests.fhir.custodian import Custodian, start
-
-    servers = []
-
-    def make() -> Custodian:
-        custodian = Custodian()
-        servers.append(start(custodian))
-        return custodian
-
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()

@@ -1,10 +1,12 @@
 """A member's FHIR server on loopback that holds documents, with faults a test can inject."""
 
 import base64
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
 
 CLIENT_ID, CLIENT_SECRET = "hie-node", "custodian-secret-for-tests"
 
@@ -14,10 +16,12 @@ class Custodian:
     """Serves POST /token (client credentials) and GET /r4/Binary/<name> to bearers of its tokens.
 
     `faults[name]` makes that document fail: "500", "slow" (answers after `slow_seconds`), or
-    "wrong" (the right size, other bytes).
+    "wrong" (the right size, other bytes). GET /r4/DocumentReference?patient.identifier=system|value
+    lists `listings[value]`; `faults["search"]` makes the listing fail the same ways.
     """
 
     documents: dict[str, bytes] = field(default_factory=dict)
+    listings: dict[str, list[dict]] = field(default_factory=dict)  # patient identifier value -> DocumentReferences
     faults: dict[str, str] = field(default_factory=dict)
     slow_seconds: float = 3.0
     tokens: set[str] = field(default_factory=set)
@@ -56,6 +60,9 @@ def start(custodian: Custodian) -> ThreadingHTTPServer:
             if self.headers.get("Authorization", "").removeprefix("Bearer ") not in custodian.tokens:
                 self._send(401, b"{}")
                 return
+            if self.path.startswith("/r4/DocumentReference?"):
+                self._listing()
+                return
             if name not in custodian.documents:
                 self._send(404, b"{}")
                 return
@@ -69,6 +76,19 @@ def start(custodian: Custodian) -> ThreadingHTTPServer:
             if fault == "wrong":
                 content = bytes(len(content))
             self._send(200, content, "application/pdf")
+
+        def _listing(self) -> None:
+            fault = custodian.faults.get("search")
+            if fault == "500":
+                self._send(500, b"{}")
+                return
+            if fault == "slow":
+                time.sleep(custodian.slow_seconds)
+            query = parse_qs(urlparse(self.path).query)
+            value = query.get("patient.identifier", ["|"])[0].split("|", 1)[1]
+            entries = [{"resource": r} for r in custodian.listings.get(value, [])]
+            bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+            self._send(200, json.dumps(bundle).encode(), "application/fhir+json")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

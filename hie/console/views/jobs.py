@@ -1,18 +1,27 @@
-"""Operations: the HL7 inbox with replay, and model training runs with a button to retrain.
+"""Operations: the HL7 inbox with replay, model training runs with a button to retrain, and the
+document exchange (gather jobs, dead letters with replay, the pause switch of each endpoint).
 
-Training runs in a Celery worker; its page polls the run's progress without reloading.
+Training and bulk replays run in a Celery worker; their pages poll progress without reloading.
 """
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from hie.console.roles import ADMINISTRATOR, REVIEWER, role_required, staff_actor
 from hie.console.views import query_without_page
+from hie.exceptions import HieError
+from hie.exchange.models import DeadLetter
+from hie.exchange.selectors import endpoint_states, open_dead_letters, recent_gather_jobs
+from hie.exchange.services import replay_dead_letter, set_endpoint_paused
+from hie.exchange.tasks import replay_dead_letters_task
 from hie.hl7v2.models import InboundMessage, MessageState
 from hie.hl7v2.services import replay
+from hie.orgs.models import Organization
 from matching.models import MatchModel, TrainingRun
 from matching.training import request_training
 
@@ -63,3 +72,64 @@ def training_progress(request: HttpRequest, pk: int) -> JsonResponse:
         "id": run.pk, "status": run.status, "progress": run.progress, "message": run.message,
         "model_version": run.model.version if run.model else None,
     })  # fmt: skip
+
+
+# --- document exchange -------------------------------------------------------------------------
+
+REPLAYING = "dead_letters_replaying"  # session key: the letters of the last bulk replay, for its progress
+
+
+@role_required(ADMINISTRATOR)
+def exchange(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/exchange.html", {
+        "jobs": recent_gather_jobs(), "letters": open_dead_letters()[:200], "endpoints": endpoint_states(),
+        "replaying": bool(request.session.get(REPLAYING)), "now": timezone.now(),
+    })  # fmt: skip
+
+
+@require_POST
+@role_required(ADMINISTRATOR)
+def dead_letter_replay(request: HttpRequest, pk: int) -> HttpResponse:
+    letter = get_object_or_404(DeadLetter, pk=pk)
+    try:
+        replay_dead_letter(letter=letter, actor=staff_actor(request))
+    except HieError as error:
+        messages.error(request, str(error))
+    else:
+        letter.refresh_from_db()
+        outcome = "answered" if letter.resolved else "failed again"
+        messages.success(request, f"Dead letter #{letter.pk} replayed: the custodian {outcome}.")
+    return redirect("console:exchange")
+
+
+@require_POST
+@role_required(ADMINISTRATOR)
+def dead_letters_replay_all(request: HttpRequest) -> HttpResponse:
+    ids = list(open_dead_letters().values_list("pk", flat=True))
+    request.session[REPLAYING] = ids
+    actor = staff_actor(request)
+    transaction.on_commit(lambda: replay_dead_letters_task.delay(ids, actor.staff_user_id))
+    messages.success(request, f"{len(ids)} dead letter(s) queued for replay.")
+    return redirect("console:exchange")
+
+
+@role_required(ADMINISTRATOR)
+def dead_letters_progress(request: HttpRequest) -> JsonResponse:
+    ids = request.session.get(REPLAYING, [])
+    settled = DeadLetter.objects.filter(pk__in=ids).exclude(call__status="pending").exclude(replays=0).count()
+    total = len(ids)
+    done = settled >= total
+    return JsonResponse({
+        "status": "done" if done else "running", "progress": round(100 * settled / total) if total else 100,
+        "message": f"{settled} of {total} replayed",
+    })  # fmt: skip
+
+
+@require_POST
+@role_required(ADMINISTRATOR)
+def endpoint_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    organization = get_object_or_404(Organization, pk=pk)
+    paused = request.POST.get("paused") == "true"
+    set_endpoint_paused(organization=organization, paused=paused, actor=staff_actor(request))
+    messages.success(request, f"Calls to {organization.name} {'paused' if paused else 'resumed'}.")
+    return redirect("console:exchange")
