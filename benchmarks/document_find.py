@@ -81,13 +81,13 @@ def build(persons: int, documents: int) -> tuple[float, list[dict]]:
         -- Documents over the records, a tenth of them labelled PSY (released only on an explicit permit).
         INSERT INTO locator_documententry (custodian_id, record_id, master_system, master_value, submission_set,
                 status, type_code, categories, date, author_given, author_family, facility, events, setting, format,
-                security_labels, related, content_type, size, sha1, sha256, url, stored, title, resource, version,
-                created_at, updated_at)
+                security_labels, related, content_type, size, sha1, sha256, url, stored, prefetched, title, resource,
+                version, created_at, updated_at)
             SELECT r.organization_id, r.id, 'urn:ietf:rfc:3986', 'urn:uuid:' || d, '', 'current',
                    'http://loinc.org|' || (ARRAY['18842-5','11506-3','11502-2','34133-9'])[1 + d % 4], '[]',
                    now() - (d % 900) * interval '1 day', '[]', '[]', '', '[]', '', '',
                    CASE WHEN d % 10 = 0 THEN '["PSY"]' ELSE '[]' END::jsonb, '[]', 'application/pdf', 1000, '', '',
-                   '', 'documents/' || d, 'Document ' || d,
+                   '', 'documents/' || d, '', 'Document ' || d,
                    jsonb_build_object('resourceType', 'DocumentReference', 'status', 'current',
                        'masterIdentifier', jsonb_build_object('system', 'urn:ietf:rfc:3986', 'value', 'urn:uuid:' || d),
                        'subject', jsonb_build_object('identifier', jsonb_build_object('system', r.identifier_system,

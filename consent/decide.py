@@ -59,6 +59,8 @@ def decide(
     *,
     custodian: Organization | None = None,
     at: datetime | None = None,
+    consents: list | None = None,
+    custodian_policy: str | None = None,
 ) -> Decision:
     """May `requester` see `person`'s data labelled `labels` (data in general when empty) for `purpose`?
 
@@ -70,7 +72,8 @@ def decide(
     at = at or timezone.now()
     labels = frozenset(labels)
     request = Request(requester_id=requester.pk, purpose=purpose, at=at)
-    consents = consents_of_person(person, at)
+    # A caller deciding many times for one person at one instant (per document) reads these once.
+    consents = consents_of_person(person, at) if consents is None else consents
 
     def combined(label: str | None) -> tuple[str | None, tuple[int, ...]]:
         said = [(verdict(c.provision, request, label), c.pk) for c in consents]
@@ -81,7 +84,7 @@ def decide(
         return None, ()
 
     general, deciding = combined(None)
-    policy = "" if general else implicit_policy(custodian)
+    policy = "" if general else (custodian_policy or implicit_policy(custodian))
     allowed = general == "permit" if general else _implicit_permits(policy, purpose)
     per_label = {label: combined(label) for label in labels}
     released = {

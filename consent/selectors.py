@@ -7,7 +7,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
 from consent.provisions import covers
 from hie.orgs.models import Organization
-from matching.models import Link, LinkState, Person
+from matching.models import Link, LinkState, PatientRecord, Person
 
 
 def identifiers_of_person(person: Person) -> set[tuple[str, str]]:
@@ -27,9 +27,35 @@ def identifiers_of_person(person: Person) -> set[tuple[str, str]]:
     return {(euid_system(), euid) for euid in euids} | set(records)
 
 
+# The identifiers of identifiers_of_person() and the active consents under them, in one statement:
+# decide() runs for every answer that carries patient data.
+_CONSENTS_OF_PERSON = f"""
+    WITH RECURSIVE merged(id, euid) AS (
+        SELECT id, euid FROM {Person._meta.db_table} WHERE id = %(person)s
+        UNION SELECT p.id, p.euid FROM {Person._meta.db_table} p JOIN merged m ON p.merged_into_id = m.id
+    ), identifiers(system, value) AS (
+        SELECT %(euid_system)s, euid FROM merged
+        UNION ALL
+        SELECT r.identifier_system, r.local_id
+        FROM {Link._meta.db_table} l JOIN {PatientRecord._meta.db_table} r ON r.id = l.record_id
+        WHERE l.person_id = %(person)s AND l.state IN (%(match)s, %(possible)s)
+    )
+    SELECT DISTINCT c.* FROM {Consent._meta.db_table} c
+    JOIN identifiers i ON c.patient_system = i.system AND c.patient_value = i.value
+    WHERE c.status = %(active)s AND c.date_recorded <= %(at)s
+    ORDER BY c.date_recorded DESC, c.id DESC
+"""  # noqa: S608 - table names only
+
+
 def consents_of_person(person: Person, at: datetime) -> list[Consent]:
     """Active consents of the person in force at `at` (recorded by then, root period covering it)."""
-    consents = consents_under(identifiers_of_person(person)).filter(status=ConsentStatus.ACTIVE, date_recorded__lte=at)
+    from hie.fhir.patient import euid_system
+
+    parameters = {
+        "person": person.pk, "euid_system": euid_system(), "match": LinkState.MATCH.value,
+        "possible": LinkState.POSSIBLE_MATCH.value, "active": ConsentStatus.ACTIVE.value, "at": at,
+    }  # fmt: skip
+    consents = Consent.objects.raw(_CONSENTS_OF_PERSON, parameters)
     return [c for c in consents if covers(c.provision.get("period"), at)]
 
 
@@ -69,6 +95,12 @@ def persons_with_break_glass(person_ids: list[int], requester: Organization, at:
         BreakGlass.objects.filter(
             person_id__in=person_ids, requester=requester, opened_at__lte=at, expires_at__gt=at
         ).values_list("person_id", flat=True)
+    )
+
+
+def member_policies(organization_ids: set[int]) -> dict[int, str]:
+    return dict(
+        MemberPolicy.objects.filter(organization_id__in=organization_ids).values_list("organization_id", "policy")
     )
 
 

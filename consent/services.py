@@ -121,6 +121,27 @@ def review_break_glass(*, grant: BreakGlass, actor: Actor, note: str) -> BreakGl
     return grant
 
 
+def audit_decisions(*, actor: Actor, person: Person, decisions: list[tuple[dict, object]], purpose: str) -> None:
+    """Several decisions of one request (one per custodian and label set of a document search) as one
+    AuthZ-Consent audit event listing each: `decisions` pairs what was decided on with the Decision."""
+    record_event(
+        actor=actor,
+        action=Action.EXECUTE,
+        event_type="authz-consent",
+        resource_type="Consent",
+        person_euid=person.euid,
+        purpose_of_use=purpose,
+        outcome=Outcome.SUCCESS if all(d.permitted for _, d in decisions) else Outcome.MINOR_FAILURE,
+        detail={
+            "decisions": [
+                {**about, "outcome": d.outcome, "consents": list(d.consents), "policy": d.policy,
+                 "break_glass": d.break_glass, "withheld": sorted(d.redact)}
+                for about, d in decisions
+            ]
+        },
+    )  # fmt: skip
+
+
 def audit_decision(*, actor: Actor, person: Person, decision: object, purpose: str) -> None:
     """A consent decision as an audit event (FHIR AuditEvent subtype AuthZ-Consent)."""
     record_event(

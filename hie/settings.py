@@ -176,6 +176,9 @@ EXCHANGE_BACKOFF_MAX_SECONDS = env_float("EXCHANGE_BACKOFF_MAX_SECONDS", 60.0)
 EXCHANGE_BREAKER_FAILURES = env_int("EXCHANGE_BREAKER_FAILURES", 5)
 EXCHANGE_BREAKER_COOLDOWN_SECONDS = env_int("EXCHANGE_BREAKER_COOLDOWN_SECONDS", 60)
 EXCHANGE_DEFAULT_DEADLINE_SECONDS = env_int("EXCHANGE_DEFAULT_DEADLINE_SECONDS", 60)
+# Notifications to members' webhooks: attempts (with the same backoff) and the wait for an answer.
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 6)
+NOTIFY_TIMEOUT_SECONDS = env_float("NOTIFY_TIMEOUT_SECONDS", 5.0)
 CONSOLE_LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5)
 CONSOLE_LOGIN_FAILURE_WINDOW = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 900)  # seconds
 CONSOLE_REQUIRE_TOTP = env_bool("CONSOLE_REQUIRE_TOTP", False)
@@ -330,6 +333,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-pending-matches": {"task": "matching.tasks.sweep_pending_matches", "schedule": 60.0},
     "sweep-hl7-inbox": {"task": "hie.hl7v2.tasks.sweep_inbox", "schedule": 60.0},
     "sweep-gather-jobs": {"task": "hie.exchange.tasks.sweep_gather_jobs", "schedule": 15.0},
+    "dispatch-outbox": {"task": "hie.exchange.tasks.dispatch_outbox_task", "schedule": 15.0},
 }
 
 # Matching: a pair's match probability at or above the first links automatically; between the

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from oauth2_provider import views as oauth2_views
 
 from hie import health
-from hie.fhir import capability, consents, documents, patients
+from hie.fhir import capability, consents, documents, patients, subscriptions
 from hie.fhir import views as fhir_views
 
 urlpatterns = [
@@ -26,6 +26,12 @@ urlpatterns = [
     path("fhir/Patient/$match", patients.patient_match, name="fhir-match"),
     path("fhir/Patient/$gather-documents", documents.gather_documents, name="fhir-gather"),
     path("fhir/Task/<str:task_id>", documents.task_instance, name="fhir-task"),
+    path("fhir/Subscription", subscriptions.subscription_type, name="fhir-subscription"),
+    path(
+        "fhir/Subscription/<str:subscription_id>",
+        subscriptions.subscription_instance,
+        name="fhir-subscription-instance",
+    ),
     path("fhir/Patient/<str:resource_id>/$break-glass", consents.break_glass, name="fhir-break-glass"),
     path("fhir/Patient/<str:resource_id>", patients.patient_instance, name="fhir-patient-instance"),
     path("fhir/Consent", consents.consent_type, name="fhir-consent"),

@@ -21,6 +21,8 @@ from hie.exceptions import (
     Unprocessable,
     ValidationFailed,
 )
+from hie.exchange.models import EventKind
+from hie.exchange.notifications import emit
 from hie.orgs.models import Organization
 from matching.blocking import blocking_keys
 from matching.locks import lock_blocking_keys
@@ -350,6 +352,9 @@ def match_record(record_id: int) -> MatchOutcome:
     _cancel_open_reviews(record)
     if decision == "review":
         _open_review(record, ranked[:REVIEW_CANDIDATES])
+    elif decision == "linked":
+        emit(EventKind.RECORD_LINKED, record=record, source=record.organization,
+             detail={"organization": f"Organization/{record.organization_id}"})  # fmt: skip
     _finish(record, affected)
     return MatchOutcome(decision, target.pk, probability, found.oversized_passes)
 
@@ -491,6 +496,8 @@ def link_record(*, record: PatientRecord, person: Person, actor: Actor, reason: 
     change = LinkChange.objects.create(kind=kind, staff_user_id=actor.staff_user_id, reason=reason)
     affected = _move_current_link(change, record, person, state=LinkState.MATCH, source=LinkSource.MANUAL)
     _cancel_open_reviews(record)
+    emit(EventKind.RECORD_LINKED, record=record, source=record.organization,
+         detail={"organization": f"Organization/{record.organization_id}"})  # fmt: skip
     refresh_golden_records(affected)
     _audit(actor, "record-link", person, {"change": change.pk})
     return change
@@ -517,6 +524,7 @@ def merge_persons(
         _move_current_link(change, record, survivor, state=LinkState.MATCH, source=LinkSource.MANUAL)
         _cancel_open_reviews(record)
     Person.objects.filter(pk=retired.pk).update(status=PersonStatus.RETIRED, merged_into=survivor)
+    emit(EventKind.PERSONS_MERGED, person=survivor, detail={"retired": f"Patient/{retired.euid}"})
     refresh_golden_records([survivor.pk, retired.pk])
     _audit(actor, "person-merge", survivor, {"change": change.pk, "retired": retired.euid})
     return change

@@ -226,3 +226,21 @@ def custodian_server():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def webhook_receiver():
+    """Start loopback webhook receivers; each is stopped after the test."""
+    from tests.webhook import Receiver, start
+
+    servers = []
+
+    def make(**options) -> Receiver:
+        receiver = Receiver(**options)
+        servers.append(start(receiver))
+        return receiver
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -1,5 +1,8 @@
-"""Document exchange jobs: gathering a person's documents from every custodian, with retries,
-a circuit breaker per custodian endpoint, and dead letters that staff can replay."""
+"""Document exchange: gather jobs that collect a person's documents from every custodian (retries,
+a circuit breaker per endpoint, dead letters that staff can replay), and notifications of events
+about members' patients, through an outbox, to their webhooks."""
+
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -83,6 +86,8 @@ class DeadLetter(models.Model):
 
     call = models.ForeignKey(CustodianCall, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="dead_letters")  # fmt: skip
+    delivery = models.ForeignKey("Delivery", null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="dead_letters")  # fmt: skip
     kind = models.CharField(max_length=20, default="gather")
     error = models.CharField(max_length=300)
     attempts = models.PositiveSmallIntegerField()
@@ -94,8 +99,80 @@ class DeadLetter(models.Model):
     class Meta:
         indexes = [models.Index(fields=["resolved", "created_at"])]
         constraints = [
-            models.UniqueConstraint(fields=["call"], condition=Q(resolved=False), name="dead_letter_one_open_per_call")
+            models.UniqueConstraint(fields=["call"], condition=Q(resolved=False), name="dead_letter_one_open_per_call"),
+            models.UniqueConstraint(
+                fields=["delivery"], condition=Q(resolved=False), name="dead_letter_one_open_per_delivery"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"dead letter {self.pk} ({'resolved' if self.resolved else 'open'})"
+
+
+class EventKind(models.TextChoices):
+    DOCUMENT_REGISTERED = "document-registered", "a document was registered for the patient, anywhere"
+    RECORD_LINKED = "record-linked", "another member's record was linked to the patient"
+    PERSONS_MERGED = "persons-merged", "two enterprise identities of the patient were merged"
+    ADMISSION = "admission", "the patient was admitted or registered at another member (ADT A01/A04)"
+
+
+class Subscription(models.Model):
+    """A member's webhook for events about its patients (FHIR Subscription, rest-hook channel)."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="subscriptions")
+    endpoint = models.URLField(max_length=500)
+    events = models.JSONField(help_text="EventKind values")
+    secret = models.CharField(max_length=64, help_text="Signs each body (HMAC-SHA256); shown to the member once")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["active", "organization"])]
+
+    def __str__(self) -> str:
+        return f"subscription {self.pk} of organization {self.organization_id}"
+
+
+class OutboxEvent(models.Model):
+    """An event, written in the same transaction as the change it reports; fanned out to subscriptions
+    once its person is known (an HL7 admission waits for matching)."""
+
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4, help_text="Receivers drop repeats by this id")
+    kind = models.CharField(max_length=30, choices=EventKind.choices)
+    person = models.ForeignKey("matching.Person", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    record = models.ForeignKey("matching.PatientRecord", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="+")  # fmt: skip
+    source = models.ForeignKey("orgs.Organization", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="+", help_text="The member whose act it reports; not notified")  # fmt: skip
+    detail = models.JSONField(default=dict, blank=True, help_text="References and codes only, never PHI")
+    dispatched = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dispatched", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} ({self.kind})"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed", "failed: retries exhausted (dead letter)"
+
+
+class Delivery(models.Model):
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "subscription"], name="delivery_once_per_subscription")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} ({self.status})"

@@ -8,7 +8,7 @@ from hie.orgs.models import Organization
 
 def gather_job_of(job_id: str, requester: Organization) -> GatherJob | None:
     """The job, if `requester` asked for it (other members are told it does not exist)."""
-    if not job_id.isdigit():
+    if not job_id.isdecimal():
         return None
     return GatherJob.objects.select_related("person").filter(pk=int(job_id), requester=requester).first()
 
@@ -22,7 +22,11 @@ def recent_gather_jobs(limit: int = 50) -> QuerySet[GatherJob]:
 
 
 def open_dead_letters() -> QuerySet[DeadLetter]:
-    return DeadLetter.objects.filter(resolved=False).select_related("call__custodian", "call__job").order_by("-pk")
+    return (
+        DeadLetter.objects.filter(resolved=False)
+        .select_related("call__custodian", "call__job", "delivery__subscription__organization", "delivery__event")
+        .order_by("-pk")
+    )
 
 
 def endpoint_states() -> list[tuple[Organization, EndpointState | None]]:

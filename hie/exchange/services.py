@@ -22,6 +22,7 @@ from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import CustodianFailed, CustodianTimeout, ValidationFailed
 from hie.exchange.models import CallStatus, CustodianCall, DeadLetter, EndpointState, GatherJob, JobStatus
+from hie.exchange.notifications import replay_delivery
 from hie.fhir.document import document_from_custodian
 from hie.locator.custodian import list_documents, prefetch_content
 from hie.locator.models import DocumentEntry, DocumentStatus
@@ -221,12 +222,17 @@ def sweep_jobs(stale_seconds: int = 30) -> int:
 @transaction.atomic
 def replay_dead_letter(*, letter: DeadLetter, actor: Actor) -> None:
     """Run the failed call again from the start (a fresh set of attempts, past the job's deadline)."""
-    letter = DeadLetter.objects.select_for_update().select_related("call").get(pk=letter.pk)
+    letter = DeadLetter.objects.select_for_update().select_related("call", "delivery").get(pk=letter.pk)
     if letter.resolved:
         raise ValidationFailed("this dead letter was resolved already")
     letter.replays += 1
     letter.replayed_at = timezone.now()
     letter.save(update_fields=["replays", "replayed_at"])
+    if letter.delivery is not None:
+        replay_delivery(letter.delivery)
+        record_event(actor=actor, action=Action.EXECUTE, event_type="dead-letter-replay", resource_type="Subscription",
+                     resource_id=str(letter.delivery.subscription_id), detail={"letter": letter.pk})  # fmt: skip
+        return
     call = letter.call
     call.status, call.attempts, call.finished_at, call.next_attempt_at = CallStatus.PENDING, 0, None, None
     call.save()

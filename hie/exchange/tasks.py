@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from hie.audit.services import Actor
-from hie.exchange import services
+from hie.exchange import notifications, services
 
 
 @shared_task(acks_late=True)
@@ -26,3 +26,14 @@ def sweep_gather_jobs() -> int:
 @shared_task
 def replay_dead_letters_task(letter_ids: list[int], staff_user_id: int | None = None) -> int:
     return services.replay_dead_letters(letter_ids=letter_ids, actor=Actor(staff_user_id=staff_user_id))
+
+
+@shared_task
+def dispatch_outbox_task() -> int:
+    return notifications.dispatch_outbox()
+
+
+@shared_task(acks_late=True)
+def deliver_task(delivery_id: int) -> None:
+    # Like custodian calls, retries are the service's (the delivery row decides), not Celery's.
+    notifications.deliver(delivery_id)

@@ -30,7 +30,7 @@ def _label_system(code: str) -> str:
 
 def _organization_id(reference: str | None, where: str) -> int:
     value = (reference or "").removeprefix("Organization/")
-    if not value.isdigit():
+    if not value.isdecimal():
         raise Unprocessable(f"{where} must reference Organization/{{id}}")
     return int(value)
 

@@ -36,7 +36,7 @@ def _answer(consent: Consent, status: int) -> HttpResponse:
 
 
 def _consent(consent_id: str) -> Consent:
-    consent = Consent.objects.filter(pk=int(consent_id)).first() if consent_id.isdigit() else None
+    consent = Consent.objects.filter(pk=int(consent_id)).first() if consent_id.isdecimal() else None
     if consent is None:
         raise UnknownResource(f"Consent/{consent_id} is not known")
     return consent
@@ -120,7 +120,8 @@ def consent_instance(request: HttpRequest, consent_id: str) -> HttpResponse:
 @fhir_view(scope={"GET": READ})
 def consent_version(request: HttpRequest, consent_id: str, version: str) -> HttpResponse:
     consent = _consent(consent_id)
-    snapshot = ConsentVersion.objects.filter(consent=consent, version=int(version) if version.isdigit() else 0).first()
+    number = int(version) if version.isdecimal() else 0
+    snapshot = ConsentVersion.objects.filter(consent=consent, version=number).first()
     if snapshot is None:
         raise UnknownResource(f"Consent/{consent_id}/_history/{version} is not known")
     _audit(request, Action.READ, "consent-vread", consent.pk, {"version": snapshot.version})

@@ -237,7 +237,12 @@ def _target(relates_to: dict, where: str) -> tuple[str, str]:
 
 
 def entry_to_fhir(entry: object, base: str) -> DocumentReference:
-    """A locator entry as the DocumentReference a member sees: its id, its custodian, the node's URL."""
+    return DocumentReference.model_validate(entry_resource(entry, base))
+
+
+def entry_resource(entry: object, base: str) -> dict:
+    """A locator entry as the DocumentReference a member sees (its id, its custodian, the node's URL),
+    as plain JSON: the stored part was validated when it was registered, and searches answer many."""
     resource = dict(entry.resource)
     resource["id"] = str(entry.pk)
     resource["meta"] = {"versionId": str(entry.version), "lastUpdated": entry.updated_at.isoformat()}
@@ -251,7 +256,7 @@ def entry_to_fhir(entry: object, base: str) -> DocumentReference:
     if entry.sha1:
         attachment["hash"] = base64.b64encode(bytes.fromhex(entry.sha1)).decode()
     resource["content"] = [{**resource["content"][0], "attachment": attachment}]
-    return DocumentReference.model_validate(resource)
+    return resource
 
 
 def document_from_custodian(resource: dict, identifier_system: str, local_id: str, where: str) -> DocumentSubmission:

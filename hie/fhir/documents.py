@@ -7,7 +7,7 @@ from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
 from fhir.resources.R4B.bundle import Bundle
 
-from consent.services import audit_decision
+from consent.services import audit_decisions
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import UnknownResource, ValidationFailed
@@ -18,7 +18,7 @@ from hie.fhir import task as task_mapping
 from hie.fhir.auth import fhir_view
 from hie.fhir.patient import euid_system, parse_token
 from hie.fhir.patient_search import DEFAULT_COUNT, date_range, non_negative
-from hie.fhir.responses import fhir_response
+from hie.fhir.responses import fhir_response, json_response
 from hie.locator.custodian import fetch_content
 from hie.locator.selectors import DocumentCriteria, document_entry, documents_of_person, visible_documents
 from hie.locator.services import register_documents
@@ -131,9 +131,9 @@ def _search(request: HttpRequest, query: QueryDict) -> HttpResponse:
     # Consent is applied before paging: totals and links never reveal a hidden document.
     visible, decisions = visible_documents(person, found, request.api_client.organization,
                                            request.purpose_of_use) if found else ([], [])  # fmt: skip
-    actor = Actor.from_request(request)
-    for decision in decisions:
-        audit_decision(actor=actor, person=person, decision=decision, purpose=request.purpose_of_use)
+    if decisions:
+        audit_decisions(actor=Actor.from_request(request), person=person, decisions=decisions,
+                        purpose=request.purpose_of_use)  # fmt: skip
     page = visible[offset : offset + count]
     _audit(request, Action.READ, "document-search", person_euid=person.euid if person else "",
            detail={"total": len(visible), "returned": len(page), "hidden": len(found) - len(visible)})  # fmt: skip
@@ -151,13 +151,14 @@ def _search(request: HttpRequest, query: QueryDict) -> HttpResponse:
         "entry": [
             {
                 "fullUrl": f"{base}/fhir/DocumentReference/{entry.pk}",
-                "resource": mapping.entry_to_fhir(entry, base).model_dump(mode="json", exclude_none=True),
+                "resource": mapping.entry_resource(entry, base),
                 "search": {"mode": "match"},
             }
             for entry in page
         ],
     }
-    return fhir_response(Bundle.model_validate(bundle))
+    # Built as plain JSON on this hot path (ITI-67); tests validate its shape with fhir.resources.
+    return json_response(bundle)
 
 
 def _page_url(request: HttpRequest, query: QueryDict, offset: int) -> str:
@@ -173,9 +174,8 @@ def _visible_entry(request: HttpRequest, entry_id: str) -> tuple[object, Person]
     if entry is None or person is None:
         raise UnknownResource(f"DocumentReference/{entry_id} is not known")
     visible, decisions = visible_documents(person, [entry], request.api_client.organization, request.purpose_of_use)
-    for decision in decisions:
-        audit_decision(actor=Actor.from_request(request), person=person, decision=decision,
-                       purpose=request.purpose_of_use)  # fmt: skip
+    audit_decisions(actor=Actor.from_request(request), person=person, decisions=decisions,
+                    purpose=request.purpose_of_use)  # fmt: skip
     if not visible:
         raise UnknownResource(f"DocumentReference/{entry_id} is not known")
     return entry, person

@@ -42,7 +42,7 @@ def non_negative(query: QueryDict, name: str, default: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not raw.isdecimal():
         raise ValidationFailed(f"{name} must be a non-negative integer")
     return int(raw)
 
@@ -72,7 +72,7 @@ def parse(query: QueryDict) -> SearchQuery:
         raise ValidationFailed("unsupported search parameter(s): " + ", ".join(unknown))
     criteria = PersonCriteria()
     for value in query.getlist("_id"):
-        if value.isdigit():
+        if value.isdecimal():
             criteria.record_ids.append(int(value))
         else:
             criteria.euids.append(value)

@@ -70,7 +70,7 @@ def _if_match(request: HttpRequest) -> int | None:
     if raw is None:
         return None
     version = raw.strip().removeprefix("W/").strip('"')
-    if not version.isdigit():
+    if not version.isdecimal():
         raise ValidationFailed('If-Match must be an ETag such as W/"3"')
     return int(version)
 
@@ -201,7 +201,7 @@ def patient_type(request: HttpRequest) -> HttpResponse:
 @fhir_view(scope={"GET": READ, "PUT": WRITE})
 def patient_instance(request: HttpRequest, resource_id: str) -> HttpResponse:
     """/fhir/Patient/{id}: a member's record (numeric id) or a person (EUID)."""
-    if resource_id.isdigit():
+    if resource_id.isdecimal():
         record = PatientRecord.objects.filter(pk=int(resource_id)).first()
         if record is None:
             raise UnknownResource(f"Patient/{resource_id} is not known")

@@ -46,7 +46,7 @@ def organization_search(request: HttpRequest) -> HttpResponse:
 @require_GET
 @fhir_view(scope="system/Organization.read", reads=set())  # the directory holds no PHI: no purpose needed
 def organization_read(request: HttpRequest, organization_id: str) -> HttpResponse:
-    organization = organization_by_id(int(organization_id)) if organization_id.isdigit() else None
+    organization = organization_by_id(int(organization_id)) if organization_id.isdecimal() else None
     if organization is None:
         raise UnknownResource(f"Organization/{organization_id} is not known")
     record_event(

@@ -16,6 +16,7 @@ from matching.services import Demographics
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2")
 REGISTERING_EVENTS = {"A01", "A04", "A05", "A08", "A28", "A31"}
 MERGE_EVENTS = {"A40"}
+ADMISSION_EVENTS = {"A01", "A04"}  # admit, register an outpatient: members are told of these elsewhere
 UNLINK_EVENTS = {"A37"}
 SEX = {"M": "male", "F": "female", "O": "other", "A": "other", "N": "unknown", "U": "unknown"}
 _SEGMENT_ENDS = re.compile(r"\r\n|\n|\r")
@@ -109,7 +110,7 @@ def _hl7_date(text: str, location: str) -> date | None:
         return None
     digits = text[:8]
     try:
-        if len(digits) != 8 or not digits.isdigit():
+        if len(digits) != 8 or not (digits.isascii() and digits.isdecimal()):
             raise ValueError
         born = datetime.strptime(digits, "%Y%m%d").date()
     except ValueError:

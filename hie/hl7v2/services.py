@@ -16,6 +16,8 @@ from django.utils import timezone
 from hie.audit.models import Action, Outcome
 from hie.audit.services import Actor, record_event
 from hie.exceptions import HieError
+from hie.exchange.models import EventKind
+from hie.exchange.notifications import emit
 from hie.hl7v2 import messages
 from hie.hl7v2.models import InboundMessage, MessageState
 from hie.orgs.models import Organization
@@ -168,6 +170,10 @@ def apply_message(message: InboundMessage) -> None:
                     "local_id": patient.local_id, "demographics": patient.demographics, "source": Source.HL7,
                     "actor": actor}  # fmt: skip
     receive_registration(**registration)
+    if head.event in messages.ADMISSION_EVENTS:
+        record = PatientRecord.objects.get(organization=organization, identifier_system=patient.identifier_system,
+                                           local_id=patient.local_id)  # fmt: skip
+        emit(EventKind.ADMISSION, record=record, source=organization, detail={"event": f"ADT^{head.event}"})
     if head.event in messages.MERGE_EVENTS:
         retired = messages.merged_identifier(parsed, organization)
         merge_at_source(organization=organization, retired=retired,

@@ -6,6 +6,8 @@ at most the registered size, and checks size and SHA-1 before passing anything o
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import requests
 from django.conf import settings
@@ -21,22 +23,29 @@ logger = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 
 
+@contextmanager
+def _calling(what: str) -> Iterator[None]:
+    """Network failures of a call to a custodian as the node's errors (504 timeout, 502 otherwise)."""
+    try:
+        yield
+    except requests.Timeout:
+        raise CustodianTimeout(f"{what} did not answer in time") from None
+    except requests.RequestException:
+        raise CustodianFailed(f"{what} could not be reached") from None
+
+
 def _token(access: CustodianAccess) -> str:
     key = f"custodian-token:{access.organization_id}:{access.client_id}"
     token = cache.get(key)
     if token:
         return token
-    try:
+    with _calling("the custodian's token endpoint"):
         answer = requests.post(
             access.token_url,
             data={"grant_type": "client_credentials", **({"scope": access.scope} if access.scope else {})},
             auth=(access.client_id, access.client_secret),
             timeout=settings.CUSTODIAN_TIMEOUT_SECONDS,
         )
-    except requests.Timeout:
-        raise CustodianTimeout("the custodian's token endpoint did not answer in time") from None
-    except requests.RequestException:
-        raise CustodianFailed("the custodian's token endpoint could not be reached") from None
     if answer.status_code != 200:
         raise CustodianFailed(f"the custodian refused the node's credentials ({answer.status_code})")
     body = answer.json()
@@ -53,23 +62,19 @@ def fetch_content(entry: DocumentEntry) -> bytes:
     if access is not None:
         headers["Authorization"] = f"Bearer {_token(access)}"
     limit = entry.size if entry.size is not None else settings.CUSTODIAN_MAX_DOCUMENT_BYTES
-    try:
-        with requests.get(
-            entry.url, headers=headers, stream=True, timeout=settings.CUSTODIAN_TIMEOUT_SECONDS
-        ) as answer:
-            if answer.status_code != 200:
-                logger.warning("custodian answered with an error", extra={"custodian": entry.custodian_id,
-                                                                          "status": answer.status_code})  # fmt: skip
-                raise CustodianFailed(f"the custodian answered {answer.status_code}")
-            content = bytearray()
-            for chunk in answer.iter_content(CHUNK):
-                content.extend(chunk)
-                if len(content) > limit:
-                    raise CustodianFailed("the custodian sent more than the registered size")
-    except requests.Timeout:
-        raise CustodianTimeout("the custodian did not answer in time") from None
-    except requests.RequestException:
-        raise CustodianFailed("the custodian could not be reached") from None
+    with (
+        _calling("the custodian"),
+        requests.get(entry.url, headers=headers, stream=True, timeout=settings.CUSTODIAN_TIMEOUT_SECONDS) as answer,
+    ):
+        if answer.status_code != 200:
+            logger.warning("custodian answered with an error", extra={"custodian": entry.custodian_id,
+                                                                      "status": answer.status_code})  # fmt: skip
+            raise CustodianFailed(f"the custodian answered {answer.status_code}")
+        content = bytearray()
+        for chunk in answer.iter_content(CHUNK):
+            content.extend(chunk)
+            if len(content) > limit:
+                raise CustodianFailed("the custodian sent more than the registered size")
     if entry.size is not None and len(content) != entry.size:
         raise CustodianFailed("the custodian's content does not have the registered size")
     if entry.sha1 and hashlib.sha1(content, usedforsecurity=False).hexdigest() != entry.sha1:
@@ -81,12 +86,8 @@ def _get(url: str, access: CustodianAccess | None, **kwargs: object) -> requests
     headers = {"Accept": "application/fhir+json"}
     if access is not None:
         headers["Authorization"] = f"Bearer {_token(access)}"
-    try:
+    with _calling("the custodian"):
         answer = requests.get(url, headers=headers, timeout=settings.CUSTODIAN_TIMEOUT_SECONDS, **kwargs)
-    except requests.Timeout:
-        raise CustodianTimeout("the custodian did not answer in time") from None
-    except requests.RequestException:
-        raise CustodianFailed("the custodian could not be reached") from None
     if answer.status_code != 200:
         raise CustodianFailed(f"the custodian answered {answer.status_code}")
     return answer

@@ -3,7 +3,10 @@
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from django.utils import timezone
+
 from consent.decide import Decision, decide
+from consent.selectors import consents_of_person, member_policies
 from hie.locator.models import DocumentEntry
 from matching.models import Link, LinkState, Person
 
@@ -102,24 +105,30 @@ def documents_of_person(person: Person, criteria: DocumentCriteria) -> list[Docu
 
 
 def document_entry(entry_id: str) -> DocumentEntry | None:
-    if not entry_id.isdigit():
+    if not entry_id.isdecimal():
         return None
     return DocumentEntry.objects.select_related("custodian", "record").filter(pk=int(entry_id)).first()
 
 
 def visible_documents(
     person: Person, entries: list[DocumentEntry], requester: object, purpose: str
-) -> tuple[list[DocumentEntry], list[Decision]]:
+) -> tuple[list[DocumentEntry], list[tuple[dict, Decision]]]:
     """The entries `requester` may see for `purpose`, by consent.decide() per custodian and per the
     document's security labels: a document any of whose labels would be withheld is hidden whole.
-    Returns the visible entries and the decisions taken (one per custodian and label set)."""
+    Returns the visible entries and the decisions taken (one per custodian and label set), each with
+    what it was about, for the audit."""
+    at = timezone.now()
+    consents = consents_of_person(person, at)  # read once for every decision of this request
+    policies = member_policies({e.custodian_id for e in entries})
     decisions: dict[tuple[int, frozenset[str]], Decision] = {}
     visible = []
     for entry in entries:
         key = (entry.custodian_id, frozenset(entry.security_labels))
         if key not in decisions:
-            decisions[key] = decide(person, requester, purpose, key[1], custodian=entry.custodian)
+            decisions[key] = decide(person, requester, purpose, key[1], custodian=entry.custodian, at=at,
+                                    consents=consents, custodian_policy=policies.get(entry.custodian_id))  # fmt: skip
         decision = decisions[key]
         if decision.permitted and not decision.redact:
             visible.append(entry)
-    return visible, list(decisions.values())
+    about = [({"custodian": custodian, "labels": sorted(labels)}, d) for (custodian, labels), d in decisions.items()]
+    return visible, about

@@ -10,6 +10,8 @@ from django.db import transaction
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import Conflict, Forbidden, Unprocessable, ValidationFailed
+from hie.exchange.models import EventKind
+from hie.exchange.notifications import emit
 from hie.locator.models import DocumentEntry, DocumentStatus
 from hie.orgs.models import Organization
 from matching.models import PatientRecord
@@ -40,7 +42,7 @@ def _replaced(custodian: Organization, document: object) -> list[DocumentEntry]:
     found = []
     for kind, value in document.replaces:
         if kind == "id":
-            entry = DocumentEntry.objects.filter(pk=int(value) if value.isdigit() else 0, custodian=custodian).first()
+            entry = DocumentEntry.objects.filter(pk=int(value) if value.isdecimal() else 0, custodian=custodian).first()
         else:
             system, _, master = value.partition("|")
             entry = DocumentEntry.objects.filter(custodian=custodian, master_system=system, master_value=master).first()
@@ -116,6 +118,8 @@ def register_documents(
             entry.replaces = old
         if replaced:
             entry.save(update_fields=["replaces"])
+        reported = {"document": f"DocumentReference/{entry.pk}", "custodian": f"Organization/{custodian.pk}"}
+        emit(EventKind.DOCUMENT_REGISTERED, record=record, source=custodian, detail=reported)
         registered.append(Registered(entry, created=True))
     record_event(actor=actor, action=Action.CREATE, event_type="document-register", resource_type="DocumentReference",
                  detail={"created": [r.entry.pk for r in registered if r.created],

@@ -98,7 +98,8 @@ def dead_letter_replay(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         letter.refresh_from_db()
         outcome = "answered" if letter.resolved else "failed again"
-        messages.success(request, f"Dead letter #{letter.pk} replayed: the custodian {outcome}.")
+        who = "the custodian" if letter.call_id else "the webhook"
+        messages.success(request, f"Dead letter #{letter.pk} replayed: {who} {outcome}.")
     return redirect("console:exchange")
 
 
@@ -116,7 +117,8 @@ def dead_letters_replay_all(request: HttpRequest) -> HttpResponse:
 @role_required(ADMINISTRATOR)
 def dead_letters_progress(request: HttpRequest) -> JsonResponse:
     ids = request.session.get(REPLAYING, [])
-    settled = DeadLetter.objects.filter(pk__in=ids).exclude(call__status="pending").exclude(replays=0).count()
+    replayed = DeadLetter.objects.filter(pk__in=ids).exclude(replays=0)
+    settled = replayed.exclude(call__status="pending").exclude(delivery__status="pending").count()
     total = len(ids)
     done = settled >= total
     return JsonResponse({

@@ -42,7 +42,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     order = _order(request)
     request.session["review_order"] = order
     tasks = open_reviews(
-        organization_id=int(organization_id) if organization_id.isdigit() else None,
+        organization_id=int(organization_id) if organization_id.isdecimal() else None,
         min_score=band[1] if band else None,
         max_score=band[2] if band else None,
         order=order,

@@ -32,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         org_arg = options["org"]
         organization = Organization.objects.filter(name=org_arg).first() or (
-            Organization.objects.filter(pk=int(org_arg)).first() if org_arg.isdigit() else None
+            Organization.objects.filter(pk=int(org_arg)).first() if org_arg.isdecimal() else None
         )
         if organization is None:
             raise CommandError(f"no organization {org_arg!r}")
