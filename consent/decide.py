@@ -84,7 +84,7 @@ def decide(
         return None, ()
 
     general, deciding = combined(None)
-    policy = "" if general else (custodian_policy or implicit_policy(custodian))
+    policy = "" if general else (custodian_policy or implicit_policy(custodian))  # callers may resolve it in bulk
     allowed = general == "permit" if general else _implicit_permits(policy, purpose)
     per_label = {label: combined(label) for label in labels}
     released = {

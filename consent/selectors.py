@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
@@ -98,10 +99,13 @@ def persons_with_break_glass(person_ids: list[int], requester: Organization, at:
     )
 
 
-def member_policies(organization_ids: set[int]) -> dict[int, str]:
-    return dict(
+def implicit_policies(organization_ids: set[int]) -> dict[int, str]:
+    """The implicit policy each of these custodians applies to the data it holds (its own, or the
+    deployment's), in one query, for callers deciding about many custodians at once."""
+    own = dict(
         MemberPolicy.objects.filter(organization_id__in=organization_ids).values_list("organization_id", "policy")
     )
+    return {pk: own.get(pk) or settings.CONSENT_IMPLICIT_POLICY for pk in organization_ids}
 
 
 def member_policy(organization: Organization) -> str | None:

@@ -27,6 +27,7 @@ urlpatterns = [
     path("break-glass/<int:pk>/review/", consents.break_glass_review, name="break-glass-review"),
     path("members/", members.members, name="members"),
     path("members/<int:pk>/", members.member_detail, name="member"),
+    path("members/<int:pk>/endpoint/", members.member_endpoint, name="member-endpoint"),
     path("clients/<int:pk>/rotate/", members.client_rotate, name="client-rotate"),
     path("clients/<int:pk>/revoke/", members.client_revoke, name="client-revoke"),
     path("audit/", audit.audit_log, name="audit"),

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent.decide import decide
+from consent.selectors import consents_of_person, implicit_policies
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import CustodianFailed, CustodianTimeout, ValidationFailed
@@ -61,15 +62,19 @@ def start_gather(*, requester: Organization, person: Person, purpose: str, idemp
     )  # fmt: skip
     if not created:
         return job, False
-    custodians = Organization.objects.filter(pk__in=_records_at(person), active=True).exclude(fhir_endpoint="")
-    pending = []
+    custodians = list(Organization.objects.filter(pk__in=_records_at(person), active=True).exclude(fhir_endpoint=""))
+    at = timezone.now()
+    consents = consents_of_person(person, at)  # read once for the decision about every custodian
+    policies = implicit_policies({c.pk for c in custodians})
+    calls = []
     for custodian in custodians:
         # Custodians whose documents would all be hidden from the requester are not asked.
-        allowed = decide(person, requester, purpose, custodian=custodian).permitted
-        call = CustodianCall.objects.create(job=job, custodian=custodian,
-                                            status=CallStatus.PENDING if allowed else CallStatus.SKIPPED)  # fmt: skip
-        if allowed:
-            pending.append(call.pk)
+        allowed = decide(person, requester, purpose, custodian=custodian, at=at, consents=consents,
+                         custodian_policy=policies.get(custodian.pk)).permitted  # fmt: skip
+        calls.append(CustodianCall(job=job, custodian=custodian,
+                                   status=CallStatus.PENDING if allowed else CallStatus.SKIPPED))  # fmt: skip
+    CustodianCall.objects.bulk_create(calls)
+    pending = list(job.calls.filter(status=CallStatus.PENDING).values_list("pk", flat=True))
     record_event(actor=actor, action=Action.EXECUTE, event_type="gather-start", resource_type="Task",
                  resource_id=str(job.pk), person_euid=person.euid, purpose_of_use=purpose,
                  detail={"custodians": len(custodians), "asked": len(pending)})  # fmt: skip

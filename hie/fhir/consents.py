@@ -1,6 +1,9 @@
 """FHIR Consent endpoints (IHE PCF ITI-108 style): record, read, vread, update and search."""
 
+from datetime import date
+
 from django.http import FileResponse, HttpRequest, HttpResponse
+from django.utils.dateparse import parse_datetime
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.consent import Consent as FhirConsent
 
@@ -9,16 +12,16 @@ from consent.selectors import consents_under, identifiers_of_person
 from consent.services import change_consent, open_break_glass, record_consent
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
+from hie.datesearch import date_matches, date_range
 from hie.exceptions import PreconditionFailed, UnknownResource, ValidationFailed
 from hie.fhir import consent as mapping
 from hie.fhir.auth import fhir_view
 from hie.fhir.patient import euid_system, parse_resource, parse_token
-from hie.fhir.patient_search import date_range
 from hie.fhir.responses import fhir_response
 from matching.selectors import identified_record, person_by_euid
 
 READ, WRITE = "system/Consent.read", "system/Consent.write"
-SEARCH_PARAMETERS = {"patient", "patient.identifier", "status", "actor", "date", "_count"}
+SEARCH_PARAMETERS = {"patient", "patient.identifier", "status", "actor", "date", "period", "_count"}
 
 
 def _audit(
@@ -78,13 +81,16 @@ def _search(request: HttpRequest) -> HttpResponse:
     if request.GET.get("status"):
         consents = [c for c in consents if c.status in request.GET["status"].split(",")]
     if request.GET.get("actor"):
-        organization = int(request.GET["actor"].removeprefix("Organization/") or 0)
+        actor = request.GET["actor"].removeprefix("Organization/")
+        organization = int(actor) if actor.isdecimal() else 0
         consents = [c for c in consents if organization in _actors(c.provision)]
     if request.GET.get("date"):
-        prefix, first, last = date_range(request.GET["date"])
-        within = {"eq": lambda d: first <= d <= last, "ne": lambda d: not first <= d <= last, "lt": lambda d: d < first,
-                  "le": lambda d: d <= last, "gt": lambda d: d > last, "ge": lambda d: d >= first}[prefix]  # fmt: skip
-        consents = [c for c in consents if within(c.date_recorded.date())]
+        term = date_range(request.GET["date"], "date")
+        consents = [c for c in consents if date_matches(term, c.date_recorded.date())]
+    if request.GET.get("period"):
+        # Consent.provision.period: an open start or end reaches as far as dates go.
+        term = date_range(request.GET["period"], "period")
+        consents = [c for c in consents if date_matches(term, *_period_days(c.provision.get("period")))]
     _audit(request, Action.READ, "consent-search", detail={"total": len(consents)})
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(consents),
               "link": [{"relation": "self", "url": request.build_absolute_uri()}],
@@ -92,6 +98,12 @@ def _search(request: HttpRequest) -> HttpResponse:
                          "resource": mapping.consent_to_fhir(c).model_dump(exclude_none=True),
                          "search": {"mode": "match"}} for c in consents]}  # fmt: skip
     return fhir_response(Bundle.model_validate(bundle))
+
+
+def _period_days(period: dict | None) -> tuple[date, date]:
+    period = period or {}
+    start, end = parse_datetime(period.get("start") or ""), parse_datetime(period.get("end") or "")
+    return (start.date() if start else date.min), (end.date() if end else date.max)
 
 
 def _actors(provision: dict) -> set[int]:

@@ -128,7 +128,10 @@ def parse_transaction(body: bytes) -> Submission:
             documents.append((where, entry.get("fullUrl", ""), _validated(DocumentReference, resource, where)))
     if not documents:
         raise ValidationFailed("the Bundle holds no DocumentReference")
-    parsed = [_document(where, full_url, ref, binaries) for where, full_url, ref in documents]
+    parsed = [
+        _document(where, full_url, ref.model_dump(mode="json", exclude_none=True), binaries)
+        for where, full_url, ref in documents
+    ]
     return Submission(parsed, kinds, submission_set)
 
 
@@ -146,10 +149,8 @@ def _decode(data: object, where: str) -> bytes:
         raise ValidationFailed(f"{where}: data is not base64") from None
 
 
-def _document(
-    where: str, full_url: str, reference: DocumentReference, binaries: dict[str, bytes]
-) -> DocumentSubmission:
-    resource = reference.model_dump(mode="json", exclude_none=True)
+def _document(where: str, full_url: str, resource: dict, binaries: dict[str, bytes]) -> DocumentSubmission:
+    """A DocumentReference (JSON already validated with fhir.resources) in the locator's terms."""
     master = resource.get("masterIdentifier") or {}
     if not master.get("value"):
         raise ValidationFailed(f"{where}: masterIdentifier is required (MHD)")
@@ -260,11 +261,12 @@ def entry_resource(entry: object, base: str) -> dict:
 
 
 def document_from_custodian(resource: dict, identifier_system: str, local_id: str, where: str) -> DocumentSubmission:
-    """A DocumentReference a custodian listed for its patient (a gather job), in the locator's terms.
+    """A DocumentReference a custodian listed for its patient (a gather job), in the locator's terms;
+    `resource` comes from a Bundle validated as a whole (hie.locator.custodian.list_documents).
 
     The subject is the record the node asked about, whatever reference form the custodian used.
     """
     resource = {**resource, "subject": {"identifier": {"system": identifier_system, "value": local_id}}}
     resource.pop("id", None)
     resource.pop("meta", None)
-    return _document(where, "", _validated(DocumentReference, resource, where), {})
+    return _document(where, "", resource, {})

@@ -10,6 +10,7 @@ from fhir.resources.R4B.bundle import Bundle
 from consent.services import audit_decisions
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
+from hie.datesearch import date_range
 from hie.exceptions import UnknownResource, ValidationFailed
 from hie.exchange.selectors import gather_job_of
 from hie.exchange.services import start_gather
@@ -17,7 +18,7 @@ from hie.fhir import document as mapping
 from hie.fhir import task as task_mapping
 from hie.fhir.auth import fhir_view
 from hie.fhir.patient import euid_system, parse_token
-from hie.fhir.patient_search import DEFAULT_COUNT, date_range, non_negative
+from hie.fhir.patient_search import DEFAULT_COUNT, non_negative
 from hie.fhir.responses import fhir_response, json_response
 from hie.locator.custodian import fetch_content
 from hie.locator.selectors import DocumentCriteria, document_entry, documents_of_person, visible_documents

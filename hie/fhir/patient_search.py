@@ -1,13 +1,11 @@
 """PDQm ITI-78 search parameters of GET /fhir/Patient, read into the index's search criteria."""
 
-import calendar
-import re
 from dataclasses import dataclass
-from datetime import date
 
 from django.conf import settings
 from django.http import QueryDict
 
+from hie.datesearch import date_range
 from hie.exceptions import ValidationFailed
 from hie.fhir.patient import euid_system, parse_token
 from matching.normalize import normalise_email, normalise_phone
@@ -28,7 +26,6 @@ SEARCH_PARAMETERS = {
 }
 PAGING = {"_count", "_offset", "_format"}
 DEFAULT_COUNT = 20
-_DATE = re.compile(r"^(eq|ne|lt|le|gt|ge)?(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
 @dataclass(frozen=True)
@@ -45,25 +42,6 @@ def non_negative(query: QueryDict, name: str, default: int) -> int:
     if not raw.isdecimal():
         raise ValidationFailed(f"{name} must be a non-negative integer")
     return int(raw)
-
-
-def date_range(text: str, name: str = "birthdate") -> tuple[str, date, date]:
-    """A FHIR date search value as (prefix, first day, last day) of the range its precision covers."""
-    found = _DATE.match(text)
-    if not found:
-        raise ValidationFailed(f"{name} must be [prefix]YYYY[-MM[-DD]] with prefix eq, ne, lt, le, gt or ge")
-    prefix, year, month, day = found.groups()
-    try:
-        if day:
-            first = last = date(int(year), int(month), int(day))
-        elif month:
-            first = date(int(year), int(month), 1)
-            last = date(int(year), int(month), calendar.monthrange(int(year), int(month))[1])
-        else:
-            first, last = date(int(year), 1, 1), date(int(year), 12, 31)
-    except ValueError:
-        raise ValidationFailed(f"{name} is not a valid date") from None
-    return prefix or "eq", first, last
 
 
 def parse(query: QueryDict) -> SearchQuery:

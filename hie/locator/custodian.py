@@ -5,6 +5,7 @@ at most the registered size, and checks size and SHA-1 before passing anything o
 """
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,15 +105,16 @@ def list_documents(custodian: object, identifier_system: str, local_id: str) -> 
     references = []
     for _ in range(settings.CUSTODIAN_MAX_PAGES):
         try:
-            bundle = Bundle.model_validate_json(_get(url, access, params=params).content)
-        except ValidationError:
+            content = json.loads(_get(url, access, params=params).content)
+            Bundle.model_validate(content)  # the whole answer, its resources included, is valid FHIR
+        except (ValueError, ValidationError):
             raise CustodianFailed("the custodian's answer is not a FHIR Bundle") from None
         references += [
-            e.resource.model_dump(mode="json", exclude_none=True)
-            for e in bundle.entry or []
-            if e.resource is not None and e.resource.get_resource_type() == "DocumentReference"
+            e["resource"]
+            for e in content.get("entry") or []
+            if isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "DocumentReference"
         ]
-        following = next((link.url for link in bundle.link or [] if link.relation == "next"), None)
+        following = next((link["url"] for link in content.get("link") or [] if link.get("relation") == "next"), None)
         if not following:
             break
         url, params = following, None

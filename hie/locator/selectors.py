@@ -6,7 +6,8 @@ from datetime import date, datetime
 from django.utils import timezone
 
 from consent.decide import Decision, decide
-from consent.selectors import consents_of_person, member_policies
+from consent.selectors import consents_of_person, implicit_policies
+from hie.datesearch import date_matches
 from hie.locator.models import DocumentEntry
 from matching.models import Link, LinkState, Person
 
@@ -50,22 +51,6 @@ def _any_token(wanted: list[str], stored: list[str]) -> bool:
 
 def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
-
-
-def date_matches(term: tuple[str, date, date], first_day: date | None, last_day: date | None = None) -> bool:
-    """Does [first_day, last_day] (a single day when last_day is None) meet the FHIR date term?"""
-    if first_day is None:
-        return False
-    last_day = last_day or first_day
-    prefix, first, last = term
-    return {
-        "eq": first <= first_day and last_day <= last,
-        "ne": not (first <= first_day and last_day <= last),
-        "lt": first_day < first,
-        "le": first_day <= last,
-        "gt": last_day > last,
-        "ge": last_day >= first,
-    }[prefix]
 
 
 def _meets(entry: DocumentEntry, c: DocumentCriteria) -> bool:
@@ -119,7 +104,7 @@ def visible_documents(
     what it was about, for the audit."""
     at = timezone.now()
     consents = consents_of_person(person, at)  # read once for every decision of this request
-    policies = member_policies({e.custodian_id for e in entries})
+    policies = implicit_policies({e.custodian_id for e in entries})
     decisions: dict[tuple[int, frozenset[str]], Decision] = {}
     visible = []
     for entry in entries:

@@ -135,10 +135,16 @@ def refresh_documents(*, custodian: Organization, record: PatientRecord, documen
     whose content changed gets a new version. Returns how many current documents it listed.
     """
     endpoint = custodian.fhir_endpoint.rstrip("/")
-    taken = 0
-    for document in documents:
-        if document.data is not None or not document.url.startswith(f"{endpoint}/"):
-            continue
+    taken = [d for d in documents if d.data is None and d.url.startswith(f"{endpoint}/")]
+    # The custodian's entries of these identifiers, locked: two gathers of one person serialise here.
+    existing = {
+        (e.master_system, e.master_value): e
+        for e in DocumentEntry.objects.select_for_update().filter(
+            custodian=custodian, master_value__in=[d.master_value for d in taken]
+        )
+    }
+    new = []
+    for document in taken:
         fields = {
             "record": record, "type_code": document.type_code, "categories": document.categories,
             "date": document.date, "period_start": document.period_start, "period_end": document.period_end,
@@ -148,14 +154,10 @@ def refresh_documents(*, custodian: Organization, record: PatientRecord, documen
             "related": document.related, "content_type": document.content_type, "size": document.size,
             "sha1": document.sha1, "url": document.url, "title": document.title[:255], "resource": document.resource,
         }  # fmt: skip
-        entry = (
-            DocumentEntry.objects.select_for_update()
-            .filter(custodian=custodian, master_system=document.master_system, master_value=document.master_value)
-            .first()
-        )
+        entry = existing.get((document.master_system, document.master_value))
         if entry is None:
-            DocumentEntry.objects.create(custodian=custodian, master_system=document.master_system,
-                                         master_value=document.master_value, **fields)  # fmt: skip
+            new.append(DocumentEntry(custodian=custodian, master_system=document.master_system,
+                                     master_value=document.master_value, **fields))  # fmt: skip
         elif (entry.sha1, entry.url, entry.security_labels) != (document.sha1, document.url, document.security_labels):
             for name, value in fields.items():
                 setattr(entry, name, value)
@@ -163,5 +165,5 @@ def refresh_documents(*, custodian: Organization, record: PatientRecord, documen
             if entry.prefetched:
                 entry.prefetched = ""  # the checked copy is of the old content
             entry.save()
-        taken += 1
-    return taken
+    DocumentEntry.objects.bulk_create(new, ignore_conflicts=True)  # a concurrent gather may have added one
+    return len(taken)

@@ -88,3 +88,12 @@ def rotate_client_secret(client: ApiClient) -> str:
     client.save()
     AccessToken.objects.filter(application=client).delete()
     return secret
+
+
+def set_fhir_endpoint(*, organization: Organization, fhir_endpoint: str) -> Organization:
+    """Where the node calls the member for documents it holds; by-reference documents must live under it."""
+    if fhir_endpoint and not fhir_endpoint.startswith(("https://", "http://")):
+        raise ValidationFailed("the FHIR endpoint must be an http(s) URL")
+    organization.fhir_endpoint = fhir_endpoint.rstrip("/")
+    organization.save(update_fields=["fhir_endpoint"])
+    return organization

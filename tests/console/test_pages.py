@@ -358,3 +358,12 @@ def test_bulk_replay_reports_its_progress(admin, django_capture_on_commit_callba
     progress = admin.get("/console/jobs/exchange/dead-letters/progress/").json()
     assert progress["status"] == "done"
     assert progress["progress"] == 100
+
+
+def test_administrator_sets_a_members_endpoint(admin):
+    member = organization()
+    admin.post(f"/console/members/{member.pk}/endpoint/", {"fhir_endpoint": "https://fhir.lab.example/r4/"})
+    member.refresh_from_db()
+    assert member.fhir_endpoint == "https://fhir.lab.example/r4"
+    refused = admin.post(f"/console/members/{member.pk}/endpoint/", {"fhir_endpoint": "ftp://x"}, follow=True)
+    assert "must be an http(s) URL" in refused.content.decode()

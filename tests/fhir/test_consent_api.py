@@ -88,3 +88,35 @@ def test_consent_writes_need_the_scope_and_a_valid_resource(member):
     bad = requests.post(f"{writer.base}/fhir/Consent", json=no_scope, headers=writer.headers(), timeout=10)
     assert bad.status_code == 422
     assert bad.json()["resourceType"] == "OperationOutcome"
+
+
+def test_consents_are_found_by_date_recorded_and_by_period(member):
+    riverside = member("Riverside")
+    client = riverside.fhir()
+    client.resources("Patient").search(identifier=f"{riverside.system}|R1").update(
+        client.resource("Patient", **patient(riverside.system, "R1"))
+    )
+    seasonal = {**opt_out(riverside.system, "R1"),
+                "provision": {"type": "deny", "period": {"start": "2026-12-01T00:00:00+00:00",
+                                                         "end": "2027-02-28T23:59:59+00:00"}}}  # fmt: skip
+    for resource in (opt_out(riverside.system, "R1"), seasonal):
+        assert requests.post(f"{riverside.base}/fhir/Consent", json=resource, headers=riverside.headers(),
+                             timeout=10).status_code == 201  # fmt: skip
+
+    def total(**params) -> int:
+        params["patient.identifier"] = f"{riverside.system}|R1"
+        answer = requests.get(f"{riverside.base}/fhir/Consent", params=params, headers=riverside.headers(), timeout=10)
+        assert answer.status_code == 200, answer.text
+        return Bundle.model_validate_json(answer.content).total
+
+    assert total(date="2026-11") == 2
+    assert total(date="lt2026-11-20") == 0
+    # FHIR date search on a period: eq means the period lies within the searched range.
+    assert total(period="2026-12") == 0
+    assert total(period="le2026-12-31") == 2  # both start by then (an open start reaches back forever)
+    assert total(period="lt2026-12-01") == 1  # the seasonal one starts in December
+    assert total(period="gt2027-03-01") == 1  # only the open-ended one reaches past February
+    bad = requests.get(f"{riverside.base}/fhir/Consent", headers=riverside.headers(), timeout=10,
+                       params={"patient.identifier": f"{riverside.system}|R1", "actor": "Organization/x"})  # fmt: skip
+    assert bad.status_code == 200
+    assert Bundle.model_validate_json(bad.content).total == 0

@@ -13,7 +13,7 @@ from hie.console.roles import ADMINISTRATOR, role_required, staff_actor
 from hie.exceptions import HieError
 from hie.orgs.models import ApiClient, Organization
 from hie.orgs.selectors import member_overview
-from hie.orgs.services import create_api_client, revoke_client, rotate_client_secret
+from hie.orgs.services import create_api_client, revoke_client, rotate_client_secret, set_fhir_endpoint
 
 
 def _audit(request: HttpRequest, event_type: str, client: ApiClient) -> None:
@@ -69,3 +69,18 @@ def client_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     _audit(request, "api-client-revoke", client)
     messages.success(request, f"Client {client.client_id} revoked; its tokens no longer work.")
     return redirect("console:member", pk=client.organization_id)
+
+
+@require_POST
+@role_required(ADMINISTRATOR)
+def member_endpoint(request: HttpRequest, pk: int) -> HttpResponse:
+    organization = get_object_or_404(Organization, pk=pk)
+    try:
+        set_fhir_endpoint(organization=organization, fhir_endpoint=request.POST.get("fhir_endpoint", "").strip())
+    except HieError as error:
+        messages.error(request, str(error))
+    else:
+        record_event(actor=staff_actor(request), action=Action.UPDATE, event_type="member-endpoint",
+                     resource_type="Organization", resource_id=str(organization.pk))  # fmt: skip
+        messages.success(request, f"Endpoint of {organization.name} saved.")
+    return redirect("console:member", pk=organization.pk)
