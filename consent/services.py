@@ -121,7 +121,7 @@ def review_break_glass(*, grant: BreakGlass, actor: Actor, note: str) -> BreakGl
     return grant
 
 
-def audit_decisions(*, actor: Actor, person: Person, decisions: list[tuple[dict, object]], purpose: str) -> None:
+def audit_decisions(*, actor: Actor, person: Person | None, decisions: list[tuple[dict, object]], purpose: str) -> None:
     """Several decisions of one request (one per custodian and label set of a document search) as one
     AuthZ-Consent audit event listing each: `decisions` pairs what was decided on with the Decision."""
     record_event(
@@ -129,7 +129,7 @@ def audit_decisions(*, actor: Actor, person: Person, decisions: list[tuple[dict,
         action=Action.EXECUTE,
         event_type="authz-consent",
         resource_type="Consent",
-        person_euid=person.euid,
+        person_euid=person.euid if person is not None else "",
         purpose_of_use=purpose,
         outcome=Outcome.SUCCESS if all(d.permitted for _, d in decisions) else Outcome.MINOR_FAILURE,
         detail={

@@ -320,14 +320,19 @@ class MatchModel(models.Model):
         return f"match model v{self.version}"
 
 
+class RunStatus(models.TextChoices):
+    """The states of a long job staff start from the console (training, re-matching)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class TrainingRun(models.Model):
     """One request to (re)train the model, with its progress and the figures it produced."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = RunStatus
 
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     requested_by = models.ForeignKey(
@@ -341,3 +346,27 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"training run {self.pk} ({self.status})"
+
+
+class RematchRun(models.Model):
+    """Staff asked to match every active record again with the active model (after retraining)."""
+
+    Status = RunStatus
+
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0, help_text="Records whose link changed")
+    message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"re-match run {self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> int:
+        return round(100 * self.done / self.total) if self.total else (100 if self.status == "done" else 0)

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from matching.batch import match_batch
 from matching.models import MatchState, PatientRecord
+from matching.rematch import run_rematch
 from matching.services import match_record
 from matching.training import train_and_activate
 
@@ -39,3 +40,8 @@ def train_model_task(run_id: int) -> None:
 @shared_task
 def match_batch_task(record_ids: list[int]) -> dict:
     return asdict(match_batch(record_ids))
+
+
+@shared_task(acks_late=True)
+def rematch_task(run_id: int) -> None:
+    run_rematch(run_id)

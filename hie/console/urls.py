@@ -41,4 +41,6 @@ urlpatterns = [
     path("jobs/training/", jobs.training, name="training"),
     path("jobs/training/start/", jobs.training_start, name="training-start"),
     path("jobs/training/<int:pk>/progress/", jobs.training_progress, name="training-progress"),
+    path("jobs/rematch/start/", jobs.rematch_start, name="rematch-start"),
+    path("jobs/rematch/<int:pk>/progress/", jobs.rematch_progress, name="rematch-progress"),
 ]

@@ -43,7 +43,8 @@ def emit(kind: EventKind, *, person: Person | None = None, record: PatientRecord
     event = OutboxEvent.objects.create(kind=kind, person=person, record=record, source=source, detail=detail or {})
     from hie.exchange.tasks import dispatch_outbox_task  # the tasks module imports this one
 
-    transaction.on_commit(lambda: dispatch_outbox_task.delay())
+    # robust: a notification that cannot be sent now never undoes or breaks the change it reports
+    transaction.on_commit(lambda: dispatch_outbox_task.delay(), robust=True)
     return event
 
 
@@ -107,7 +108,7 @@ def _enqueue(delivery_ids: list[int], countdown: float = 0) -> None:
     from hie.exchange.tasks import deliver_task  # the tasks module imports this one
 
     for delivery_id in delivery_ids:
-        transaction.on_commit(lambda d=delivery_id: deliver_task.apply_async((d,), countdown=countdown))
+        transaction.on_commit(lambda d=delivery_id: deliver_task.apply_async((d,), countdown=countdown), robust=True)
 
 
 def payload(delivery: Delivery) -> bytes:
@@ -136,7 +137,7 @@ def deliver(delivery_id: int, *, replay: bool = False) -> None:
     with transaction.atomic():
         # Locking the delivery: a retry and a replay never post the same delivery at once.
         delivery = (
-            Delivery.objects.select_for_update()
+            Delivery.objects.select_for_update(of=("self",))
             .select_related("event__person", "subscription")
             .filter(pk=delivery_id)
             .first()

@@ -39,7 +39,7 @@ def _enqueue(call_ids: list[int], countdown: float = 0) -> None:
     from hie.exchange.tasks import call_custodian_task  # the tasks module imports this one
 
     for call_id in call_ids:
-        transaction.on_commit(lambda c=call_id: call_custodian_task.apply_async((c,), countdown=countdown))
+        transaction.on_commit(lambda c=call_id: call_custodian_task.apply_async((c,), countdown=countdown), robust=True)
 
 
 def _records_at(person: Person) -> dict[int, list[PatientRecord]]:
@@ -112,7 +112,12 @@ def _begin(call_id: int, replay: bool) -> Attempt | None:
     """Claim the call for one attempt, or leave it (ended, paused, breaker open, past its deadline)."""
     with transaction.atomic():
         # Locking the call: a replay and a retry of the same call never run at once.
-        call = CustodianCall.objects.select_for_update().select_related("job", "custodian").filter(pk=call_id).first()
+        call = (
+            CustodianCall.objects.select_for_update(of=("self",))
+            .select_related("job", "custodian")
+            .filter(pk=call_id)
+            .first()
+        )
         if call is None or call.status != CallStatus.PENDING:
             return None
         now = timezone.now()
@@ -165,7 +170,7 @@ def run_call(call_id: int, *, replay: bool = False) -> None:
 
 @transaction.atomic
 def _succeeded(call_id: int, listed: int) -> None:
-    call = CustodianCall.objects.select_for_update().select_related("job").get(pk=call_id)
+    call = CustodianCall.objects.select_for_update(of=("self",)).select_related("job").get(pk=call_id)
     call.status, call.documents, call.finished_at, call.last_error = CallStatus.DONE, listed, timezone.now(), ""
     call.next_attempt_at = None
     call.save()
@@ -176,7 +181,7 @@ def _succeeded(call_id: int, listed: int) -> None:
 
 @transaction.atomic
 def _failed(call_id: int, error: str, *, replay: bool) -> None:
-    call = CustodianCall.objects.select_for_update().select_related("job", "custodian").get(pk=call_id)
+    call = CustodianCall.objects.select_for_update(of=("self",)).select_related("job", "custodian").get(pk=call_id)
     state = EndpointState.objects.select_for_update().get(organization=call.custodian)
     state.consecutive_failures += 1
     if state.consecutive_failures >= settings.EXCHANGE_BREAKER_FAILURES:
@@ -227,7 +232,7 @@ def sweep_jobs(stale_seconds: int = 30) -> int:
 @transaction.atomic
 def replay_dead_letter(*, letter: DeadLetter, actor: Actor) -> None:
     """Run the failed call again from the start (a fresh set of attempts, past the job's deadline)."""
-    letter = DeadLetter.objects.select_for_update().select_related("call", "delivery").get(pk=letter.pk)
+    letter = DeadLetter.objects.select_for_update(of=("self",)).select_related("call", "delivery").get(pk=letter.pk)
     if letter.resolved:
         raise ValidationFailed("this dead letter was resolved already")
     letter.replays += 1
@@ -245,7 +250,7 @@ def replay_dead_letter(*, letter: DeadLetter, actor: Actor) -> None:
                  resource_id=str(call.job_id), detail={"letter": letter.pk})  # fmt: skip
     from hie.exchange.tasks import replay_call_task  # the tasks module imports this one
 
-    transaction.on_commit(lambda: replay_call_task.delay(call.pk))
+    transaction.on_commit(lambda: replay_call_task.delay(call.pk), robust=True)
 
 
 def replay_dead_letters(*, letter_ids: list[int], actor: Actor) -> int:

@@ -8,7 +8,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.patient import Patient as FhirPatient
 
 from consent.decide import visible_persons
-from consent.services import audit_decision
+from consent.services import audit_decision, audit_decisions
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import Forbidden, UnknownDomain, UnknownResource, UnknownTargetDomain, ValidationFailed
@@ -165,10 +165,17 @@ def _consented(request: HttpRequest, persons: list[Person]) -> list[Person]:
     """The persons the requesting member may see for the request's purpose (consent.decide)."""
     decisions = visible_persons(persons, request.api_client.organization, request.purpose_of_use)
     actor = Actor.from_request(request)
+    by_policy = []
     for person in persons:
         decision = decisions[person.pk]
         if decision.consents or decision.break_glass:
             audit_decision(actor=actor, person=person, decision=decision, purpose=request.purpose_of_use)
+        else:
+            by_policy.append(({"patient": person.euid}, decision))
+    if by_policy:
+        # The decisions the implicit policy made, all of this request's in one AuthZ-Consent event.
+        audit_decisions(actor=actor, person=persons[0] if len(persons) == 1 else None, decisions=by_policy,
+                        purpose=request.purpose_of_use)  # fmt: skip
     return [person for person in persons if decisions[person.pk].permitted]
 
 

@@ -4,12 +4,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from hie.exchange.models import DeadLetter
+from hie.locator.models import DocumentEntry
 from hie.orgs.models import Organization
 
 
 @pytest.fixture
-def demo(db, capsys):
-    call_command("seed_demo")
+def demo(db, capsys, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # training, matching and the demo gather job
+        call_command("seed_demo")
     return capsys.readouterr().out
 
 
@@ -47,3 +50,6 @@ def test_seeding_twice_keeps_one_of_each_and_prints_working_secrets(client, demo
     assert get_user_model().objects.filter(username="demo").count() == 1
     for organization in Organization.objects.all():
         assert organization.api_clients.count() == 1
+    assert DocumentEntry.objects.count() == 120  # demo documents, seeded once
+    # A real gather job to the demo lab, whose endpoint does not answer: a dead letter to replay.
+    assert DeadLetter.objects.filter(resolved=False).count() == 1

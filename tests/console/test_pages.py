@@ -367,3 +367,17 @@ def test_administrator_sets_a_members_endpoint(admin):
     assert member.fhir_endpoint == "https://fhir.lab.example/r4"
     refused = admin.post(f"/console/members/{member.pk}/endpoint/", {"fhir_endpoint": "ftp://x"}, follow=True)
     assert "must be an http(s) URL" in refused.content.decode()
+
+
+def test_rematching_every_record_runs_as_a_job_with_progress(admin, possible_match, django_capture_on_commit_callbacks):
+    from matching.models import RematchRun
+
+    possible_match()
+    with django_capture_on_commit_callbacks(execute=True):
+        admin.post("/console/jobs/rematch/start/")
+    run = RematchRun.objects.get()
+    assert run.status == RematchRun.Status.DONE
+    assert (run.total, run.done) == (2, 2)
+    progress = admin.get(f"/console/jobs/rematch/{run.pk}/progress/").json()
+    assert (progress["status"], progress["progress"]) == ("done", 100)
+    assert "Re-match every record" in admin.get("/console/jobs/training/").content.decode()

@@ -31,6 +31,8 @@ def test_an_opted_out_person_disappears_for_others_and_reappears_after_withdrawa
         return bundle["total"], names
 
     assert visible()[0] == 3
+    by_policy = AuditEvent.objects.filter(event_type="authz-consent", organization=lakeside.organization).last()
+    assert [d["outcome"] for d in by_policy.detail["decisions"]] == ["NO_CONSENT"] * 3  # each decision audited
     opt_out = record_consent(patient_system=riverside.system, patient_value="R1", policy_rule="OPTOUT",
                              provision={"type": "deny"}, source="form", actor=SYSTEM)  # fmt: skip
     total, names = visible()

@@ -22,7 +22,8 @@ from hie.exchange.tasks import replay_dead_letters_task
 from hie.hl7v2.models import InboundMessage, MessageState
 from hie.hl7v2.services import replay
 from hie.orgs.models import Organization
-from matching.models import MatchModel, TrainingRun
+from matching.models import MatchModel, RematchRun, TrainingRun
+from matching.rematch import request_rematch
 from matching.training import request_training
 
 PAGE_SIZE = 50
@@ -53,8 +54,24 @@ def inbox_replay(request: HttpRequest) -> HttpResponse:
 @role_required(ADMINISTRATOR, REVIEWER)
 def training(request: HttpRequest) -> HttpResponse:
     runs = TrainingRun.objects.select_related("model", "requested_by").order_by("-pk")[:20]
+    rematches = RematchRun.objects.select_related("requested_by").order_by("-pk")[:10]
     active = MatchModel.objects.filter(status="active").order_by("-version").first()
-    return render(request, "console/training.html", {"runs": runs, "active": active})
+    return render(request, "console/training.html", {"runs": runs, "active": active, "rematches": rematches})
+
+
+@require_POST
+@role_required(ADMINISTRATOR)
+def rematch_start(request: HttpRequest) -> HttpResponse:
+    run = request_rematch(requested_by_id=staff_actor(request).staff_user_id)
+    messages.success(request, f"Re-match run #{run.pk} queued.")
+    return redirect("console:training")
+
+
+@role_required(ADMINISTRATOR, REVIEWER)
+def rematch_progress(request: HttpRequest, pk: int) -> JsonResponse:
+    run = get_object_or_404(RematchRun, pk=pk)
+    return JsonResponse({"id": run.pk, "status": run.status, "progress": run.progress,
+                         "message": run.message or f"{run.done} of {run.total} records"})  # fmt: skip
 
 
 @require_POST
