@@ -341,6 +341,7 @@ def test_exchange_page_replays_a_dead_letter_and_pauses_an_endpoint(admin, djang
         letter, custodian = _dead_letter()
     page = admin.get("/console/jobs/exchange/").content.decode()
     assert "the custodian could not be reached" in page
+    assert AuditEvent.objects.filter(event_type="console-exchange-view").exists()
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.post(f"/console/jobs/exchange/dead-letters/{letter.pk}/replay/", follow=True)
     assert "failed again" in response.content.decode()  # the endpoint still does not answer

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from hie.console.roles import ADMINISTRATOR, REVIEWER, role_required, staff_actor
+from hie.console.roles import ADMINISTRATOR, REVIEWER, audit_patient_view, role_required, staff_actor
 from hie.console.views import query_without_page
 from hie.exceptions import HieError
 from hie.exchange.models import DeadLetter
@@ -98,8 +98,11 @@ REPLAYING = "dead_letters_replaying"  # session key: the letters of the last bul
 
 @role_required(ADMINISTRATOR)
 def exchange(request: HttpRequest) -> HttpResponse:
+    jobs = recent_gather_jobs()
+    # The gather jobs name persons (EUIDs): the view is audited like other pages that show patients.
+    audit_patient_view(request, event_type="console-exchange-view", detail={"jobs": len(jobs)})
     return render(request, "console/exchange.html", {
-        "jobs": recent_gather_jobs(), "letters": open_dead_letters()[:200], "endpoints": endpoint_states(),
+        "jobs": jobs, "letters": open_dead_letters()[:200], "endpoints": endpoint_states(),
         "replaying": bool(request.session.get(REPLAYING)), "now": timezone.now(),
     })  # fmt: skip
 
