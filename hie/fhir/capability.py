@@ -13,6 +13,7 @@ from hie.fhir.responses import fhir_response
 
 def capability_statement(base_url: str) -> CapabilityStatement:
     purposes = ", ".join(sorted(settings.FHIR_PURPOSES_OF_USE))
+    base = settings.HIE_CANONICAL_BASE
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -92,6 +93,12 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                                 "definition": f"{settings.HIE_CANONICAL_BASE}/OperationDefinition/Patient-break-glass",
                                 "documentation": "emergency access (purpose BTG or ETREAT): reason, minutes",
                             },
+                            {
+                                "name": "gather-documents",
+                                "definition": f"{base}/OperationDefinition/Patient-gather-documents",
+                                "documentation": "ask every custodian of the patient for its current documents; "
+                                "answers a Task (Idempotency-Key header makes it idempotent)",
+                            },
                         ],
                     },
                     {
@@ -152,6 +159,24 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                                 ("identifier", "token"),
                                 ("related", "token"),
                             )
+                        ],
+                    },
+                    {
+                        "type": "Task",
+                        "documentation": "A gather job, its status and per-custodian progress (its requester only).",
+                        "interaction": [{"code": "read"}],
+                    },
+                    {
+                        "type": "Subscription",
+                        "documentation": (
+                            "rest-hook webhooks for events about the member's patients; criteria DocumentReference, "
+                            "Patient or Encounter; deliveries signed with HMAC-SHA256 (X-HIE-Signature)."
+                        ),
+                        "interaction": [
+                            {"code": "create"},
+                            {"code": "read"},
+                            {"code": "search-type"},
+                            {"code": "delete"},
                         ],
                     },
                     {

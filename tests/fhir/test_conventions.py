@@ -14,7 +14,10 @@ def test_metadata_describes_what_is_supported(node):
     assert statement.kind == "instance"
     patient = next(r for r in statement.rest[0].resource if r.type == "Patient")
     assert {p.name for p in patient.searchParam} == set(SEARCH_PARAMETERS)
-    assert {o.name for o in patient.operation} == {"ihe-pix", "match", "break-glass"}
+    assert {o.name for o in patient.operation} == {"ihe-pix", "match", "break-glass", "gather-documents"}
+    resources = {r.type for r in statement.rest[0].resource}
+    assert resources >= {"DocumentReference", "Binary", "Task", "Subscription", "Consent", "Organization"}
+    assert [i.code for i in statement.rest[0].interaction] == ["transaction"]  # MHD ITI-65
     assert patient.conditionalUpdate is True
     assert patient.versioning == "versioned-update"
     assert statement.rest[0].security.service[0].coding[0].code == "SMART-on-FHIR"
