@@ -30,7 +30,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.report import machine, replace_section  # noqa: E402
+from benchmarks.report import Server, machine, replace_section  # noqa: E402
 
 DATABASE = "hie_bench_api"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
@@ -99,25 +99,6 @@ def patient_of(row: dict, rng: random.Random) -> dict:
     return resource
 
 
-class Server:
-    def __enter__(self) -> "Server":
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "hie.wsgi", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{PORT}",
-             "--log-level", "warning"], env=node_env(), cwd=ROOT,
-        )  # fmt: skip
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{PORT}/healthz", timeout=5).raise_for_status()
-                return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 def token() -> str:
     issued = json.loads(manage("create_member", f"Bench {time.time_ns()}", "--identifier-system",
                                f"urn:oid:2.999.{time.time_ns()}", "--scopes", "system/Patient.read",
@@ -153,7 +134,7 @@ def percentile(values: list[float], share: float) -> float:
 def measure_size(size: int, count: int) -> dict:
     rng = random.Random(size)  # noqa: S311 - varies the queries, not a secret
     rows = samples(count)
-    with Server():
+    with Server(node_env(), PORT):
         headers = {"Authorization": f"Bearer {token()}", "X-Purpose-Of-Use": "TREAT",
                    "Content-Type": "application/fhir+json"}  # fmt: skip
         local = threading.local()

@@ -31,7 +31,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.api_latency import measure, percentile  # noqa: E402
-from benchmarks.report import machine, replace_section  # noqa: E402
+from benchmarks.report import Server, machine, replace_section  # noqa: E402
 
 DATABASE = "hie_bench_docs"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
@@ -117,27 +117,9 @@ def samples(count: int) -> list[dict]:
     return json.loads(psql(sql).strip())
 
 
-class Server:
-    def __enter__(self) -> "Server":
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        self.process = subprocess.Popen([gunicorn, "hie.wsgi", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{PORT}",
-                                         "--log-level", "warning"], env=node_env(), cwd=ROOT)  # fmt: skip
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{PORT}/healthz", timeout=5).raise_for_status()
-                return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 def measure_find(client: dict, count: int) -> dict:
     rows = samples(count)
-    with Server():
+    with Server(node_env(), PORT):
         answer = requests.post(f"http://127.0.0.1:{PORT}/oauth/token", data={"grant_type": "client_credentials"},
                                auth=(client["client_id"], client["client_secret"]), timeout=30)  # fmt: skip
         answer.raise_for_status()

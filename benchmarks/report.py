@@ -2,7 +2,12 @@
 
 import os
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import requests
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -25,3 +30,27 @@ def replace_section(heading: str, section: str, report: Path = REPORT) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     report.write_text(text)
+
+
+class Server:
+    """The node served by gunicorn (two workers of four threads, as fits two cores), for the duration of a block."""
+
+    def __init__(self, env: dict, port: int) -> None:
+        self.env, self.port = env, port
+
+    def __enter__(self) -> "Server":
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        self.process = subprocess.Popen([gunicorn, "hie.wsgi", "-w", "2", "--threads", "4", "-b",
+                                         f"127.0.0.1:{self.port}", "--log-level", "warning"],
+                                        env=self.env, cwd=REPORT.parent.parent)  # fmt: skip
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=5).raise_for_status()
+                return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)

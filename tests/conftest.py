@@ -210,37 +210,32 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
     pytest.fail("timed out waiting for the condition")
 
 
-@pytest.fixture
-def custodian_server():
-    """Start loopback custodians; each is stopped after the test."""
-    from tests.fhir.custodian import Custodian, start
-
+def _loopback(state_class: type, start: object):
+    """Start loopback servers of one kind on demand (each with fresh state); all stop after the test."""
     servers = []
 
-    def make() -> Custodian:
-        custodian = Custodian()
-        servers.append(start(custodian))
-        return custodian
+    def make(**options) -> object:
+        state = state_class(**options)
+        servers.append(start(state))
+        return state
 
     yield make
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def custodian_server():
+    """Members' FHIR servers holding documents, with injectable faults (tests/fhir/custodian.py)."""
+    from tests.fhir import custodian
+
+    yield from _loopback(custodian.Custodian, custodian.start)
 
 
 @pytest.fixture
 def webhook_receiver():
-    """Start loopback webhook receivers; each is stopped after the test."""
-    from tests.webhook import Receiver, start
+    """Members' webhook receivers that check signatures and drop repeats (tests/webhook.py)."""
+    from tests import webhook
 
-    servers = []
-
-    def make(**options) -> Receiver:
-        receiver = Receiver(**options)
-        servers.append(start(receiver))
-        return receiver
-
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    yield from _loopback(webhook.Receiver, webhook.start)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from consent.decide import Decision, decide
 from consent.models import BreakGlass, Consent
-from consent.selectors import consents_under, identifiers_of_person
+from consent.selectors import consents_of_person, consents_under, identifiers_of_person
 from hie.audit.models import AuditEvent
 from hie.exchange.models import DeadLetter
 from hie.hl7v2.models import InboundMessage, MessageState
@@ -121,6 +121,15 @@ def dashboard_figures(now: datetime | None = None) -> DashboardFigures:
 # --- a person's page -------------------------------------------------------------------------
 
 
+def who_may_see(person: Person, members: list[Organization]) -> list[tuple[Organization, dict[str, Decision]]]:
+    """decide() for each member and each shown purpose, with the person's consents read once."""
+    at = timezone.now()
+    consents = consents_of_person(person, at)
+    return [
+        (member, {p: decide(person, member, p, at=at, consents=consents) for p in SHOWN_PURPOSES}) for member in members
+    ]
+
+
 @dataclass
 class LinkedRecord:
     record: PatientRecord
@@ -163,10 +172,10 @@ def person_page(person: Person) -> PersonPage:
         history=link_history(person),
         consents=list(consents_under(identifiers_of_person(person)).select_related("collected_by", "recorded_by")),
         decisions=[
-            MemberDecision(
-                organization, [(purpose, decide(person, organization, purpose)) for purpose in SHOWN_PURPOSES]
+            MemberDecision(organization, list(row.items()))
+            for organization, row in who_may_see(
+                person, list(Organization.objects.filter(active=True).order_by("name"))
             )
-            for organization in Organization.objects.filter(active=True).order_by("name")
         ],
         merged_from=list(Person.objects.filter(merged_into=person).order_by("euid")),
         documents=list(
@@ -284,7 +293,7 @@ def access_to_records(record_ids: list[int]) -> dict[tuple[int, int, str], Decis
     persons = {p.pk: p for p in Person.objects.filter(pk__in=set(person_of.values()))}
     members = list(Organization.objects.filter(active=True).order_by("name"))
     by_person = {
-        person_id: {(m.pk, purpose): decide(person, m, purpose) for m in members for purpose in SHOWN_PURPOSES}
+        person_id: {(m.pk, purpose): d for m, row in who_may_see(person, members) for purpose, d in row.items()}
         for person_id, person in persons.items()
     }
     return {

@@ -23,6 +23,7 @@ from django.utils import timezone
 from consent.decide import decide
 from hie.exceptions import ValidationFailed
 from hie.exchange.models import DeadLetter, Delivery, DeliveryStatus, EventKind, OutboxEvent, Subscription
+from hie.exchange.retries import backoff_seconds
 from hie.orgs.models import Organization
 from matching.models import Link, LinkState, PatientRecord, Person
 
@@ -163,8 +164,6 @@ def deliver(delivery_id: int, *, replay: bool = False) -> None:
 
 @transaction.atomic
 def _settle(delivery_id: int, error: str) -> None:
-    from hie.exchange.services import backoff_seconds
-
     delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
     now = timezone.now()
     if not error:

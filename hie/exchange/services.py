@@ -8,7 +8,6 @@ at its deadline; its result names the custodians that did not answer.
 """
 
 import logging
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,6 +23,7 @@ from hie.audit.services import Actor, record_event
 from hie.exceptions import CustodianFailed, CustodianTimeout, ValidationFailed
 from hie.exchange.models import CallStatus, CustodianCall, DeadLetter, EndpointState, GatherJob, JobStatus
 from hie.exchange.notifications import replay_delivery
+from hie.exchange.retries import backoff_seconds
 from hie.fhir.document import document_from_custodian
 from hie.locator.custodian import list_documents, prefetch_content
 from hie.locator.models import DocumentEntry, DocumentStatus
@@ -94,12 +94,6 @@ def _settle(job: GatherJob) -> None:
     job.status = JobStatus.DONE if statuses <= {CallStatus.DONE, CallStatus.SKIPPED} else JobStatus.PARTIAL
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter around its middle: attempt 1 waits about BACKOFF, then 2x, 4x..."""
-    ceiling = min(settings.EXCHANGE_BACKOFF_SECONDS * 2 ** (attempt - 1), settings.EXCHANGE_BACKOFF_MAX_SECONDS)
-    return ceiling * (0.5 + random.random())  # noqa: S311 - spreading retries, not a secret
 
 
 @dataclass

@@ -28,7 +28,6 @@ class DocumentSubmission:
     """One DocumentReference of an ITI-65 transaction, in the locator's terms."""
 
     where: str  # "Bundle.entry[i]", for error messages
-    full_url: str
     master_system: str
     master_value: str
     patient_system: str
@@ -125,13 +124,10 @@ def parse_transaction(body: bytes) -> Submission:
             identifiers = resource.get("identifier") or []
             submission_set = _identifier(identifiers[0]) if identifiers else ""
         else:
-            documents.append((where, entry.get("fullUrl", ""), _validated(DocumentReference, resource, where)))
+            documents.append((where, _validated(DocumentReference, resource, where)))
     if not documents:
         raise ValidationFailed("the Bundle holds no DocumentReference")
-    parsed = [
-        _document(where, full_url, ref.model_dump(mode="json", exclude_none=True), binaries)
-        for where, full_url, ref in documents
-    ]
+    parsed = [_document(where, ref.model_dump(mode="json", exclude_none=True), binaries) for where, ref in documents]
     return Submission(parsed, kinds, submission_set)
 
 
@@ -149,7 +145,7 @@ def _decode(data: object, where: str) -> bytes:
         raise ValidationFailed(f"{where}: data is not base64") from None
 
 
-def _document(where: str, full_url: str, resource: dict, binaries: dict[str, bytes]) -> DocumentSubmission:
+def _document(where: str, resource: dict, binaries: dict[str, bytes]) -> DocumentSubmission:
     """A DocumentReference (JSON already validated with fhir.resources) in the locator's terms."""
     master = resource.get("masterIdentifier") or {}
     if not master.get("value"):
@@ -190,7 +186,6 @@ def _document(where: str, full_url: str, resource: dict, binaries: dict[str, byt
     period = context.get("period") or {}
     return DocumentSubmission(
         where=where,
-        full_url=full_url,
         master_system=master.get("system", ""),
         master_value=master["value"],
         patient_system=patient["system"],
@@ -269,4 +264,4 @@ def document_from_custodian(resource: dict, identifier_system: str, local_id: st
     resource = {**resource, "subject": {"identifier": {"system": identifier_system, "value": local_id}}}
     resource.pop("id", None)
     resource.pop("meta", None)
-    return _document(where, "", resource, {})
+    return _document(where, resource, {})

@@ -169,11 +169,10 @@ def apply_message(message: InboundMessage) -> None:
     registration = {"organization": organization, "identifier_system": patient.identifier_system,
                     "local_id": patient.local_id, "demographics": patient.demographics, "source": Source.HL7,
                     "actor": actor}  # fmt: skip
-    receive_registration(**registration)
+    registered = receive_registration(**registration)
     if head.event in messages.ADMISSION_EVENTS:
-        record = PatientRecord.objects.get(organization=organization, identifier_system=patient.identifier_system,
-                                           local_id=patient.local_id)  # fmt: skip
-        emit(EventKind.ADMISSION, record=record, source=organization, detail={"event": f"ADT^{head.event}"})
+        emit(EventKind.ADMISSION, record=registered.record, source=organization,
+             detail={"event": f"ADT^{head.event}"})  # fmt: skip
     if head.event in messages.MERGE_EVENTS:
         retired = messages.merged_identifier(parsed, organization)
         merge_at_source(organization=organization, retired=retired,

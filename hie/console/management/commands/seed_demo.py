@@ -132,7 +132,7 @@ class Command(BaseCommand):
             }  # fmt: skip
             by_custodian.setdefault(record.organization_id, [record.organization, []])[1].append(
                 DocumentSubmission(
-                    where="demo", full_url="", master_system="urn:ietf:rfc:3986", master_value=master,
+                    where="demo", master_system="urn:ietf:rfc:3986", master_value=master,
                     patient_system=record.identifier_system, patient_value=record.local_id,
                     content_type="text/plain", data=f"Synthetic demo {kind.lower()}.\n".encode(), title=kind,
                     type_code=f"http://loinc.org|{code}", date=timezone.now(), resource=resource,
