@@ -145,6 +145,10 @@ def celery_worker_process(broker_url, django_db_setup, django_db_blocker, tmp_pa
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "DB_CONN_MAX_AGE": "0",
+        # Custodian calls stay well inside a test's patience: at most 3 attempts of 3 s each.
+        "CUSTODIAN_TIMEOUT_SECONDS": "3",
+        "EXCHANGE_MAX_ATTEMPTS": "3",
+        "EXCHANGE_BACKOFF_SECONDS": "0.5",
     }
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
@@ -199,15 +203,22 @@ def celery_worker(celery_worker_process):
         django_settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
-    """Poll until predicate() is truthy; return its value or fail."""
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, explain=None):
+    """Poll until predicate() is truthy; return its value or fail, saying what `explain()` reports."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail("timed out waiting for the condition")
+    pytest.fail("timed out waiting for the condition" + (f":\n{explain()}" if explain else ""))
+
+
+def worker_log_problems(log_path: Path, limit: int = 30) -> str:
+    """The worker's last warnings and errors, for a failing test's message."""
+    lines = [line for line in log_path.read_text().splitlines() if '"WARNING"' in line or '"ERROR"' in line
+             or "Traceback" in line or "Error" in line]  # fmt: skip
+    return "\n".join(lines[-limit:]) or "(the worker logged no warning or error)"
 
 
 def _loopback(state_class: type, start: object):

@@ -3,9 +3,9 @@
 import pytest
 import requests
 
-from hie.exchange.models import Delivery, DeliveryStatus, GatherJob, JobStatus
+from hie.exchange.models import CustodianCall, Delivery, DeliveryStatus, GatherJob, JobStatus
 from hie.locator.models import DocumentEntry
-from tests.conftest import wait_for
+from tests.conftest import wait_for, worker_log_problems
 from tests.fhir.test_documents import document, submit
 from tests.fhir.test_gather import gather, network, task_of  # noqa: F401 - network is a fixture
 from tests.fhir.test_notifications import subscribe
@@ -23,7 +23,11 @@ def test_a_gather_job_is_done_by_the_worker_and_polled_over_http(network, celery
         task = task_of(requests.get(location, headers=requester.headers(), timeout=10))
         return task if task.status == "completed" else None
 
-    task = wait_for(completed, timeout=60)
+    def calls() -> str:
+        rows = CustodianCall.objects.values_list("custodian__name", "status", "attempts", "last_error")
+        return f"calls: {list(rows)}\n{worker_log_problems(celery_worker)}"
+
+    task = wait_for(completed, timeout=60, explain=calls)
     assert task.businessStatus.text == "done: every custodian answered"
     assert GatherJob.objects.get().status == JobStatus.DONE
     assert set(DocumentEntry.objects.values_list("custodian__name", flat=True)) == {"Hospital", "Lab"}
