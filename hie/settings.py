@@ -166,6 +166,8 @@ LOGIN_URL = "console:login"
 # (django-otp) is used by whoever enrolled one, and required of everyone when this is on
 # (administrators can also require it of one staff member in the console).
 # Record locator: calls to custodians (members' FHIR servers) for document content.
+# The MLLP listener reads a sending facility's member again after this many seconds (0: every batch).
+HL7_MEMBER_CACHE_SECONDS = env_float("HL7_MEMBER_CACHE_SECONDS", 5.0)
 CUSTODIAN_TIMEOUT_SECONDS = env_float("CUSTODIAN_TIMEOUT_SECONDS", 10.0)
 CUSTODIAN_MAX_DOCUMENT_BYTES = env_int("CUSTODIAN_MAX_DOCUMENT_BYTES", 50 * 1024 * 1024)
 CUSTODIAN_MAX_PAGES = env_int("CUSTODIAN_MAX_PAGES", 20)

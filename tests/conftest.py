@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from hie.celery import app as celery_app
+from hie.hl7v2.services import forget_members
 from hie.orgs.services import IssuedClient, create_member
 
 ALL_SCOPES = sorted(django_settings.FHIR_SCOPES)
@@ -49,8 +50,10 @@ def _uploads_in_a_temporary_folder(settings, tmp_path) -> None:
 
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
-    # Rate-limit counters and drain marks of one test must not reach the next (ids repeat).
+    # Rate-limit counters and drain marks of one test must not reach the next (ids repeat), nor
+    # the MLLP listener's members of one test (a facility name is reused with another member).
     cache.clear()
+    forget_members()
 
 
 @pytest.fixture

@@ -31,9 +31,10 @@ class Actor:
 
 
 SYSTEM = Actor()
+INSERT_ROWS = 200  # rows per INSERT statement (SQLite limits the parameters of one statement)
 
 
-def record_event(
+def new_event(
     *,
     actor: Actor,
     action: Action,
@@ -45,14 +46,42 @@ def record_event(
     outcome: Outcome = Outcome.SUCCESS,
     detail: dict | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction when there is one.
+    """An event not yet in the chain: record_event appends one, append_events many at once."""
+    return AuditEvent(
+        organization_id=actor.organization_id,
+        api_client_id=actor.api_client_id,
+        staff_user_id=actor.staff_user_id,
+        source_address=actor.source_address,
+        action=action,
+        event_type=event_type,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+        person_euid=person_euid,
+        purpose_of_use=purpose_of_use,
+        outcome=outcome,
+        detail=detail or {},
+    )
 
-    Every request of the member API comes through here, so the head is read, the row written
-    and the head moved with plain statements rather than model saves.
+
+def record_event(**fields: object) -> AuditEvent:
+    """Append one event (the arguments of new_event) to the chain, in the caller's transaction when there is one."""
+    event = new_event(**fields)
+    append_events([event])
+    return event
+
+
+def append_events(events: list[AuditEvent]) -> None:
+    """Append unsaved events to the chain in list order, under one lock of the chain's head.
+
+    Every request of the member API and every HL7 message comes through here, so the head is
+    read, the rows written and the head moved with plain statements rather than model saves.
     """
+    if not events:
+        return
     head_table = ChainHead._meta.db_table
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No savepoint: in a caller's transaction, a failure here fails the caller's work as well.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # Locking the head row orders concurrent writers, so no two events claim the same
         # predecessor and fork the chain.
         cursor.execute(f"SELECT last_sequence, last_hash FROM {head_table} WHERE id = 1{lock}")  # noqa: S608
@@ -61,39 +90,29 @@ def record_event(
             ChainHead.objects.get_or_create(pk=1)
             cursor.execute(f"SELECT last_sequence, last_hash FROM {head_table} WHERE id = 1{lock}")  # noqa: S608
             head = cursor.fetchone()
-        last_sequence, last_hash = head
-        event = AuditEvent(
-            sequence=last_sequence + 1,
-            recorded_at=timezone.now(),
-            organization_id=actor.organization_id,
-            api_client_id=actor.api_client_id,
-            staff_user_id=actor.staff_user_id,
-            source_address=actor.source_address,
-            action=action,
-            event_type=event_type,
-            resource_type=resource_type,
-            resource_id=str(resource_id),
-            person_euid=person_euid,
-            purpose_of_use=purpose_of_use,
-            outcome=outcome,
-            request_id=get_request_id() or "",
-            detail=detail or {},
-            previous_hash=last_hash,
-        )
-        event.row_hash = event.compute_hash()
+        sequence, previous = head
+        now, request_id = timezone.now(), get_request_id() or ""
+        for event in events:
+            sequence += 1
+            event.sequence, event.recorded_at, event.previous_hash = sequence, now, previous
+            event.request_id = event.request_id or request_id
+            event.row_hash = previous = event.compute_hash()
         fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
-        cursor.execute(
-            f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
-            [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields],
-        )
-        event.pk = cursor.fetchone()[0]
-        event._state.adding, event._state.db = False, connection.alias
+        row = f"({', '.join(['%s'] * len(fields))})"
+        for start in range(0, len(events), INSERT_ROWS):
+            chunk = events[start : start + INSERT_ROWS]
+            cursor.execute(
+                f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608
+                f"VALUES {', '.join([row] * len(chunk))} RETURNING id",
+                [f.get_db_prep_save(getattr(event, f.attname), connection) for event in chunk for f in fields],
+            )
+            for event, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
+                event.pk = pk
+                event._state.adding, event._state.db = False, connection.alias
         cursor.execute(
             f"UPDATE {head_table} SET last_sequence = %s, last_hash = %s WHERE id = 1",  # noqa: S608
-            [event.sequence, event.row_hash],
+            [sequence, previous],
         )
-    return event
 
 
 def first_broken_event(batch_size: int = 2000) -> tuple[int, int | None]:

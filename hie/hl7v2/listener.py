@@ -1,7 +1,8 @@
 """The MLLP listener: an asyncio TCP server (optionally TLS) that frames, stores and acknowledges.
 
-Each framed message is handed to services.receive_message in a worker thread (the database
-work is synchronous); its ACK is written back only after the message is committed. Bad framing
+Framed messages from every connection wait in one line; a few database threads each take all
+that are waiting (up to MAX_BATCH) and hand them to services.receive_messages, which stores them
+in one transaction (a group commit). Each ACK is written back only after that commit. Bad framing
 closes that connection with a log line; the listener keeps serving every other one.
 """
 
@@ -14,30 +15,54 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import close_old_connections, connections
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
-from hie.hl7v2.services import receive_message
+from hie.hl7v2.services import receive_messages
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_BATCH = 200  # messages stored in one transaction at most
 
 
-def _receive(raw: bytes, peer: str) -> bytes | None:
+def _receive(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
+    # Each thread keeps its connection between batches; a broken or expired one is replaced here.
     close_old_connections()
-    try:
-        return receive_message(raw, peer)
-    finally:
-        close_old_connections()
+    return receive_messages(batch)
 
 
 class Listener:
-    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None, threads: int = 8) -> None:
+    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None, threads: int = 2) -> None:
         self.host, self.port, self.tls, self.threads = host, port, tls, threads
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mllp")
         self.server: asyncio.base_events.Server | None = None
+        self.waiting: asyncio.Queue | None = None
+        self.runners: list[asyncio.Task] = []
+
+    async def submit(self, raw: bytes, peer: str) -> bytes | None:
+        """The message's ACK, once it is committed with the others of its batch."""
+        answered = asyncio.get_running_loop().create_future()
+        await self.waiting.put((raw, peer, answered))
+        return await answered
+
+    async def run_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.waiting.get()]
+            while len(batch) < MAX_BATCH and not self.waiting.empty():
+                batch.append(self.waiting.get_nowait())
+            try:
+                acks = await loop.run_in_executor(self.executor, _receive, [(raw, peer) for raw, peer, _ in batch])
+            except Exception as error:  # e.g. the database is down: nothing is ACKed, the senders send again
+                logger.exception("HL7 messages could not be stored", extra={"messages": len(batch)})
+                for _, _, answered in batch:
+                    if not answered.done():
+                        answered.set_exception(error)
+                continue
+            for (_, _, answered), ack in zip(batch, acks, strict=True):
+                if not answered.done():
+                    answered.set_result(ack)
 
     async def handle(self, reader, writer) -> None:
         peer = writer.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if peer else ""
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -52,7 +77,7 @@ class Listener:
                 except ValueError:
                     logger.warning("message larger than the limit; connection closed", extra={"peer": peer_text})
                     break
-                ack = await loop.run_in_executor(self.executor, _receive, bytes(block), peer_text)
+                ack = await self.submit(bytes(block), peer_text)
                 if ack is None:
                     break
                 writer.writeblock(ack)
@@ -65,6 +90,8 @@ class Listener:
             writer.close()
 
     async def start(self) -> None:
+        self.waiting = asyncio.Queue()
+        self.runners = [asyncio.create_task(self.run_batches()) for _ in range(self.threads)]
         self.server = await start_hl7_server(self.handle, self.host, self.port, limit=MAX_MESSAGE_BYTES, ssl=self.tls)
         logger.info("MLLP listener started", extra={"host": self.host, "port": self.bound_port})
 
@@ -81,6 +108,9 @@ class Listener:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        for runner in self.runners:
+            runner.cancel()
+        await asyncio.gather(*self.runners, return_exceptions=True)
         # Each worker thread holds its own database connection: close them all, one per thread
         # (the barrier keeps a thread from taking two of these jobs).
         barrier = threading.Barrier(self.threads)

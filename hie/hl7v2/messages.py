@@ -4,6 +4,7 @@ Transport and parsing are python-hl7's; this module knows which fields mean what
 which of them must be there, and how an error is reported (ERR segment, HL7 table 0357).
 """
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -52,19 +53,33 @@ def decode(raw: bytes) -> str:
     return _SEGMENT_ENDS.sub("\r", text.strip("\r\n\x00 ")) + "\r"
 
 
-def parse(text: str) -> hl7.Message:
+def parse(text: str, only: dict[str, int] | None = None) -> hl7.Message:
+    """The parsed message; with `only` ({segment: last field}), MSH and just those fields of those segments."""
     if not text.startswith("MSH"):
         raise MessageProblem("AR", "100", "the message does not start with an MSH segment", "MSH")
+    if only:
+        separator = text[3:4]
+        kept = [text[: text.index("\r")]]
+        for segment in text.split("\r")[1:]:
+            last = only.get(segment[:3])
+            if last is not None:
+                kept.append(separator.join(segment.split(separator)[: last + 1]))
+        text = "\r".join(kept) + "\r"
     try:
         return hl7.parse(text)
     except Exception:  # python-hl7 raises several kinds on malformed input
         raise MessageProblem("AR", "102", "the message cannot be parsed as HL7 v2", "MSH") from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _accessor(path: str) -> hl7.Accessor:
+    return hl7.Accessor.parse_key(path)
+
+
 def value(message: hl7.Message, path: str) -> str:
     """The (unescaped) value at an accessor path such as PID.F3.R1.C1, or empty."""
     try:
-        found = message[path]
+        found = message.extract_field(*_accessor(path))
     except (IndexError, KeyError, ValueError, TypeError):
         return ""
     return str(found or "").strip()
@@ -213,30 +228,48 @@ class PatientFromPid:
     demographics: Demographics
 
 
-def patient_from_pid(message: hl7.Message, organization: Organization) -> PatientFromPid:
-    """The registration a PID segment carries, or the problem that refuses it (AE, with the field)."""
+@dataclass(frozen=True)
+class CheckedPid:
+    """What a PID must carry for the index to take it; read before a message is acknowledged."""
+
+    identifier_system: str
+    local_id: str
+    ssn_in_identifiers: str
+    sex: str
+    birth_date: date | None
+
+
+def check_pid(message: hl7.Message, organization: Organization) -> CheckedPid:
+    """The PID's identifier, sex and birth date, or the problem that refuses it (AE, with the field)."""
     own, ssn_from_list = identifiers(message, "PID", 3, organization)
     if not own:
         raise MessageProblem(
             "AE", "101", "PID-3 has no patient identifier under the sender's identifier systems", "PID^1^3"
         )
-    name, previous = _names(message)
     sex = value(message, "PID.F8")
     if sex and sex.upper() not in SEX:
         raise MessageProblem("AE", "103", "PID-8: administrative sex is not in table 0001", "PID^1^8")
+    born = _hl7_date(value(message, "PID.F7.R1.C1") or value(message, "PID.F7"), "PID^1^7")
     system, local_id = own[0]
+    return CheckedPid(system, local_id, ssn_from_list, SEX.get(sex.upper(), "unknown") if sex else "unknown", born)
+
+
+def patient_from_pid(message: hl7.Message, organization: Organization) -> PatientFromPid:
+    """The registration a PID segment carries, or the problem that refuses it (AE, with the field)."""
+    checked = check_pid(message, organization)
+    name, previous = _names(message)
     return PatientFromPid(
-        identifier_system=system,
-        local_id=local_id,
+        identifier_system=checked.identifier_system,
+        local_id=checked.local_id,
         demographics=Demographics(
             given_name=name["given"],
             middle_name=name["middle"],
             family_name=name["family"],
             suffix=name["suffix"],
             previous_family_names=tuple(previous),
-            sex=SEX.get(sex.upper(), "unknown") if sex else "unknown",
-            birth_date=_hl7_date(value(message, "PID.F7.R1.C1") or value(message, "PID.F7"), "PID^1^7"),
-            ssn=value(message, "PID.F19") or ssn_from_list,
+            sex=checked.sex,
+            birth_date=checked.birth_date,
+            ssn=value(message, "PID.F19") or checked.ssn_in_identifiers,
             phones=tuple(_phones(message)),
             email=_email(message),
             **_address(message),

@@ -7,14 +7,17 @@ arrival order, so a worker that dies mid-way leaves the message waiting for the 
 """
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from hie.audit.models import Action, Outcome
-from hie.audit.services import Actor, record_event
+from hie.audit.services import Actor, append_events, new_event
 from hie.exceptions import HieError
 from hie.exchange.models import EventKind
 from hie.exchange.notifications import emit
@@ -29,80 +32,201 @@ from matching.services import merge_at_source, receive_registration, unlink_reco
 logger = logging.getLogger(__name__)
 
 
-def _store(raw: bytes, peer: str, head: messages.Header | None, organization: Organization | None, state: str,
-           code: str, problem: messages.MessageProblem | None) -> InboundMessage:  # fmt: skip
-    message = InboundMessage.objects.create(
-        organization=organization,
-        sending_facility=head.sending_facility if head else "",
-        control_id=head.control_id[:199] if head else "",
-        message_type=head.message_type[:30] if head else "",
-        version=head.version[:12] if head else "",
-        raw=raw,
-        peer=peer,
-        state=state,
-        ack_code=code,
-        error=(f"{problem.location}: {problem.reason}" if problem else "")[:300],
-    )
-    record_event(
-        actor=Actor(organization_id=organization.pk if organization else None, source_address=peer),
-        action=Action.CREATE,
-        event_type="hl7-message",
-        resource_type="Patient",
-        resource_id=str(message.pk),
-        outcome=Outcome.SUCCESS if code == "AA" else Outcome.MINOR_FAILURE,
-        detail={"type": message.message_type, "ack": code, "state": state},
-    )
-    return message
+# The fields the listener checks before it acknowledges (PID-3, -7, -8; MRG-1); the whole message
+# is read when it is applied.
+READ_ON_RECEIPT = {"PID": 8, "MRG": 1}
+
+
+@dataclass
+class Receipt:
+    """One received message and what the node answers: the state it is stored in and the ACK code."""
+
+    raw: bytes
+    peer: str
+    head: messages.Header | None = None
+    organization: Organization | None = None
+    state: str = MessageState.RECEIVED
+    code: str = "AA"
+    problem: messages.MessageProblem | None = None
+    stored: InboundMessage | None = None
+    parsed: object = None  # the segments read on receipt (python-hl7)
+
+    def refuse(self, problem: messages.MessageProblem) -> None:
+        self.problem, self.code = problem, problem.ack_code
+        self.state = MessageState.ERROR if problem.ack_code == "AE" else MessageState.REJECTED
+
+    @property
+    def accepted(self) -> bool:
+        return self.code == "AA" and self.state != MessageState.DUPLICATE
 
 
 def receive_message(raw: bytes, peer: str = "") -> bytes | None:
     """Store one message and answer its ACK (None: no MSH to answer, close the connection)."""
-    ack_id = uuid.uuid4().hex[:20]
-    head, organization = None, None
-    try:
-        text = messages.decode(raw)
-        parsed = messages.parse(text)
-        head = messages.header(parsed)
-        messages.check_header(head)
-        organization = (
-            Organization.objects.filter(hl7_facility=head.sending_facility, active=True)
-            .prefetch_related("identifier_systems")
-            .first()
-        )
-        if organization is None:
-            raise messages.MessageProblem("AR", "204", "MSH-4: the sending facility is not a member", "MSH^1^4")
-        state = _check_content(parsed, head, organization)
-    except messages.MessageProblem as problem:
-        if head is None:
-            with transaction.atomic():
-                _store(raw, peer, None, None, MessageState.REJECTED, "AR", problem)
-            logger.warning("HL7 message without a readable MSH; connection closed", extra={"peer": peer})
-            return None
-        with transaction.atomic():
-            _store(raw, peer, head, organization, MessageState.ERROR if problem.ack_code == "AE" else
-                   MessageState.REJECTED, problem.ack_code, problem)  # fmt: skip
-        return messages.ack(head, problem.ack_code, ack_id=ack_id, problem=problem)
+    return receive_messages([(raw, peer)])[0]
+
+
+def receive_messages(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
+    """Store messages received together and answer each one's ACK, in order (None: close that connection).
+
+    All of them are stored and audited in one transaction, and the listener sends the ACKs only
+    after it commits: messages arriving at the same moment on many connections share one commit.
+    """
+    receipts = [_read(raw, peer) for raw, peer in batch]
+    _judge(receipts)
     try:
         with transaction.atomic():
-            _store(raw, peer, head, organization, state, "AA", None)
-            if state == MessageState.RECEIVED:
-                enqueue_processing(organization.pk)
+            _mark_repeats(receipts)
+            _store(receipts)
     except IntegrityError:
-        # The facility sent this control id before and it was accepted: acknowledge, do not apply twice.
+        # Another listener stored one of these control ids between the check and the insert:
+        # each message again on its own, so only the repeat is marked as one.
+        for receipt in receipts:
+            receipt.stored = None
+            _store_one(receipt)
+    for receipt in receipts:
+        if receipt.head is None:
+            logger.warning("HL7 message without a readable MSH; connection closed", extra={"peer": receipt.peer})
+    return [_answer(receipt) for receipt in receipts]
+
+
+def _read(raw: bytes, peer: str) -> Receipt:
+    receipt = Receipt(raw, peer)
+    try:
+        parsed = messages.parse(messages.decode(raw), only=READ_ON_RECEIPT)
+        receipt.head = messages.header(parsed)
+        messages.check_header(receipt.head)
+    except messages.MessageProblem as problem:
+        receipt.refuse(problem)
+        return receipt
+    receipt.parsed = parsed
+    return receipt
+
+
+def _judge(receipts: list[Receipt]) -> None:
+    """The sending member of each message, and whether its content can be applied (AE now if not)."""
+    readable = [r for r in receipts if r.problem is None]
+    members = _members({r.head.sending_facility for r in readable})
+    for receipt in readable:
+        receipt.organization = members.get(receipt.head.sending_facility)
+        try:
+            if receipt.organization is None:
+                raise messages.MessageProblem("AR", "204", "MSH-4: the sending facility is not a member", "MSH^1^4")
+            receipt.state = _check_content(receipt.parsed, receipt.head, receipt.organization)
+        except messages.MessageProblem as problem:
+            receipt.refuse(problem)
+
+
+# Members by sending facility, as the listener last read them: facility -> (read at, member or None).
+_facilities: dict[str, tuple[float, Organization | None]] = {}
+
+
+def _members(facilities: set[str]) -> dict[str, Organization]:
+    """The active member behind each facility; read again after HL7_MEMBER_CACHE_SECONDS."""
+    now, window = time.monotonic(), settings.HL7_MEMBER_CACHE_SECONDS
+    stale = {f for f in facilities if f not in _facilities or now - _facilities[f][0] >= window}
+    if stale:
+        found: dict[str, Organization] = {}
+        for organization in (Organization.objects.filter(hl7_facility__in=stale, active=True)
+                             .prefetch_related("identifier_systems").order_by("pk")):  # fmt: skip
+            found.setdefault(organization.hl7_facility, organization)
+        for facility in stale:
+            _facilities[facility] = (now, found.get(facility))
+    return {f: _facilities[f][1] for f in facilities if _facilities[f][1] is not None}
+
+
+def forget_members() -> None:
+    """Read every member again on the next message (after a member's facility or systems change)."""
+    _facilities.clear()
+
+
+def _mark_repeats(receipts: list[Receipt]) -> None:
+    """A control id the facility sent before (or earlier in this batch) is acknowledged, not applied twice."""
+    accepted = [r for r in receipts if r.accepted]
+    if not accepted:
+        return
+    seen = _accepted_before([(r.head.sending_facility, r.head.control_id[:199]) for r in accepted])
+    for receipt in accepted:
+        key = (receipt.head.sending_facility, receipt.head.control_id[:199])
+        if key in seen:
+            receipt.state = MessageState.DUPLICATE
+        seen.add(key)
+
+
+def _accepted_before(keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (facility, control id) pairs among keys that the inbox already accepted."""
+    facilities, control_ids = [k[0] for k in keys], [k[1] for k in keys]
+    if connection.vendor == "postgresql":
+        # Arrays keep the statement's text constant, so psycopg prepares it once per connection.
+        condition, parameters = "sending_facility = ANY(%s) AND control_id = ANY(%s)", [facilities, control_ids]
+    else:
+        marks = ", ".join(["%s"] * len(keys))
+        condition, parameters = f"sending_facility IN ({marks}) AND control_id IN ({marks})", facilities + control_ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT sending_facility, control_id FROM {InboundMessage._meta.db_table} "  # noqa: S608
+            f"WHERE ack_code = 'AA' AND NOT state = %s AND {condition}",
+            [MessageState.DUPLICATE, *parameters],
+        )
+        return set(cursor.fetchall())
+
+
+def _store(receipts: list[Receipt]) -> None:
+    rows = [
+        InboundMessage(
+            organization=r.organization,
+            sending_facility=r.head.sending_facility if r.head else "",
+            control_id=r.head.control_id[:199] if r.head else "",
+            message_type=r.head.message_type[:30] if r.head else "",
+            version=r.head.version[:12] if r.head else "",
+            raw=r.raw,
+            peer=r.peer,
+            state=r.state,
+            ack_code=r.code,
+            error=(f"{r.problem.location}: {r.problem.reason}" if r.problem else "")[:300],
+        )
+        for r in receipts
+    ]
+    InboundMessage.objects.bulk_create(rows)
+    events = []
+    for receipt, row in zip(receipts, rows, strict=True):
+        receipt.stored = row
+        events.append(new_event(
+            actor=Actor(organization_id=row.organization_id, source_address=receipt.peer),
+            action=Action.CREATE, event_type="hl7-message", resource_type="Patient", resource_id=str(row.pk),
+            outcome=Outcome.SUCCESS if receipt.code == "AA" else Outcome.MINOR_FAILURE,
+            detail={"type": row.message_type, "ack": receipt.code, "state": receipt.state},
+        ))  # fmt: skip
+    append_events(events)
+    for organization_id in {r.organization.pk for r in receipts if r.state == MessageState.RECEIVED and r.accepted}:
+        enqueue_processing(organization_id)
+
+
+def _store_one(receipt: Receipt) -> None:
+    try:
         with transaction.atomic():
-            _store(raw, peer, head, organization, MessageState.DUPLICATE, "AA", None)
-    return messages.ack(head, "AA", ack_id=ack_id)
+            _mark_repeats([receipt])
+            _store([receipt])
+    except IntegrityError:
+        receipt.state = MessageState.DUPLICATE
+        with transaction.atomic():
+            _store([receipt])
+
+
+def _answer(receipt: Receipt) -> bytes | None:
+    if receipt.head is None:
+        return None
+    return messages.ack(receipt.head, receipt.code, ack_id=uuid.uuid4().hex[:20], problem=receipt.problem)
 
 
 def _check_content(parsed: object, head: messages.Header, organization: Organization) -> str:
     """What the index will do with the message; problems found now are answered AE at once."""
     if head.event in messages.REGISTERING_EVENTS:
-        messages.patient_from_pid(parsed, organization)
+        messages.check_pid(parsed, organization)
     elif head.event in messages.MERGE_EVENTS:
-        messages.patient_from_pid(parsed, organization)
+        messages.check_pid(parsed, organization)
         messages.merged_identifier(parsed, organization)
     elif head.event in messages.UNLINK_EVENTS:
-        messages.patient_from_pid(parsed, organization)
+        messages.check_pid(parsed, organization)
         messages.second_patient(parsed, organization)
     else:
         return MessageState.STORED

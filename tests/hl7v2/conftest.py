@@ -17,7 +17,7 @@ def mllp(audit_rows_flushable):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    listener = Listener("127.0.0.1", 0, threads=4)
+    listener = Listener("127.0.0.1", 0, threads=2)
     asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
     yield listener.bound_port
     asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)

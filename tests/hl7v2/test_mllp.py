@@ -1,7 +1,11 @@
 """HL7 v2 ADT intake through a real MLLP socket, with python-hl7 as the sending system."""
 
+import asyncio
+
+import hl7
 import pytest
 from django.core.management import call_command
+from hl7.mllp import open_hl7_connection
 
 from hie.audit.models import AuditEvent
 from hie.hl7v2 import services
@@ -150,3 +154,53 @@ def test_a_message_whose_processing_dies_stays_in_the_inbox_and_a_replay_complet
     message.refresh_from_db()
     assert message.state == MessageState.PROCESSED
     assert PatientRecord.objects.filter(local_id="R1").exists()
+
+
+def test_messages_received_together_are_stored_together_and_each_gets_its_own_ack(audit_rows_flushable, facility):
+    good = adt("A04", "T1", pid("R1"))
+    batch = [good, good, adt("A04", "T2", pid("")), adt("A04", "T3", pid("R3"), facility="NOWHERE"),
+             adt("A03", "T4", pid("R1"))]  # fmt: skip
+    acks = services.receive_messages([(m.encode(), "10.0.0.9:5000") for m in batch] + [(b"garbage", "10.0.0.9:5001")])
+    assert acks[-1] is None  # no MSH to answer: that connection is closed
+    parsed = [hl7.parse(a.decode()) for a in acks[:-1]]
+    assert [(code(a), str(a.segment("MSA")[2])) for a in parsed] == [
+        ("AA", "T1"), ("AA", "T1"), ("AE", "T2"), ("AR", "T3"), ("AA", "T4")]  # fmt: skip
+    states = list(InboundMessage.objects.order_by("pk").values_list("state", flat=True))
+    assert states == [MessageState.PROCESSED, MessageState.DUPLICATE, MessageState.ERROR, MessageState.REJECTED,
+                      MessageState.STORED, MessageState.REJECTED]  # fmt: skip
+    assert AuditEvent.objects.filter(event_type="hl7-message").count() == 6
+    assert PatientRecord.objects.get().local_id == "R1"
+
+
+def test_many_connections_at_once_each_get_the_ack_of_their_own_messages(mllp, facility):
+    async def one(connection: int) -> list[str]:
+        reader, writer = await open_hl7_connection("127.0.0.1", mllp)
+        answered = []
+        for n in range(4):
+            writer.writemessage(hl7.parse(adt("A04", f"K{connection}-{n}", pid(f"R{connection}-{n}"))))
+            await writer.drain()
+            ack = await asyncio.wait_for(reader.readmessage(), 15)
+            answered.append(f"{code(ack)} {ack.segment('MSA')[2]}")
+        writer.close()
+        return answered
+
+    async def all_at_once() -> list[list[str]]:
+        return await asyncio.gather(*(one(c) for c in range(8)))
+
+    for connection, answered in enumerate(asyncio.run(all_at_once())):
+        assert answered == [f"AA K{connection}-{n}" for n in range(4)]
+    assert InboundMessage.objects.filter(state=MessageState.PROCESSED).count() == 32
+    assert PatientRecord.objects.count() == 32
+
+
+def test_a_member_is_read_again_after_the_cache_window(audit_rows_flushable, facility, settings):
+    settings.HL7_MEMBER_CACHE_SECONDS = 60
+    [ack] = services.receive_messages([(adt("A04", "W1", pid("R1")).encode(), "")])
+    assert code(hl7.parse(ack.decode())) == "AA"
+    facility.active = False
+    facility.save()
+    [ack] = services.receive_messages([(adt("A04", "W2", pid("R2")).encode(), "")])
+    assert code(hl7.parse(ack.decode())) == "AA"  # still within the window
+    settings.HL7_MEMBER_CACHE_SECONDS = 0
+    [ack] = services.receive_messages([(adt("A04", "W3", pid("R3")).encode(), "")])
+    assert code(hl7.parse(ack.decode())) == "AR"

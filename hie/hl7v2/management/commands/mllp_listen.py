@@ -15,7 +15,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=2575)
-        parser.add_argument("--threads", type=int, default=8, help="database worker threads")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=2,
+            help="database threads, each storing a batch of waiting messages in one transaction",
+        )
         parser.add_argument("--tls-cert", help="PEM certificate chain: serve MLLP over TLS")
         parser.add_argument("--tls-key", help="PEM private key of the certificate")
 
