@@ -22,10 +22,18 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 200  # messages stored in one transaction at most
 
 
-def _receive(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
+def _receive(batch: list[tuple[bytes, str]]) -> list[bytes | Exception | None]:
+    """The ACK of each message (None: close its connection; an exception: it could not be stored)."""
     # Each thread keeps its connection between batches; a broken or expired one is replaced here.
     close_old_connections()
-    return receive_messages(batch)
+    try:
+        return receive_messages(batch)
+    except Exception as error:
+        if len(batch) == 1:
+            return [error]
+        # One message that breaks the batch must not keep the others from being stored: one by one.
+        logger.exception("a batch of HL7 messages failed; storing them one at a time", extra={"messages": len(batch)})
+    return [_receive([item])[0] for item in batch]
 
 
 class Listener:
@@ -57,7 +65,11 @@ class Listener:
                         answered.set_exception(error)
                 continue
             for (_, _, answered), ack in zip(batch, acks, strict=True):
-                if not answered.done():
+                if answered.done():
+                    continue
+                if isinstance(ack, Exception):
+                    answered.set_exception(ack)  # no ACK: that connection closes and its sender sends again
+                else:
                     answered.set_result(ack)
 
     async def handle(self, reader, writer) -> None:

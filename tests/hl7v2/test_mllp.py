@@ -8,7 +8,8 @@ from django.core.management import call_command
 from hl7.mllp import open_hl7_connection
 
 from hie.audit.models import AuditEvent
-from hie.hl7v2 import services
+from hie.hl7v2 import messages, services
+from hie.hl7v2.listener import _receive
 from hie.hl7v2.models import InboundMessage, MessageState
 from hie.orgs.services import create_organization
 from matching.models import Link, LinkState, PatientRecord
@@ -204,3 +205,22 @@ def test_a_member_is_read_again_after_the_cache_window(audit_rows_flushable, fac
     settings.HL7_MEMBER_CACHE_SECONDS = 0
     [ack] = services.receive_messages([(adt("A04", "W3", pid("R3")).encode(), "")])
     assert code(hl7.parse(ack.decode())) == "AR"
+
+
+def test_a_message_that_breaks_its_batch_does_not_keep_the_others_from_being_stored(
+    audit_rows_flushable, facility, monkeypatch
+):
+    real_check = messages.check_pid
+
+    def check(parsed, organization):
+        checked = real_check(parsed, organization)
+        if checked.local_id == "BAD":
+            raise RuntimeError("an unforeseen failure")
+        return checked
+
+    monkeypatch.setattr(messages, "check_pid", check)
+    batch = [(adt("A04", f"P{n}", pid(mrn)).encode(), "") for n, mrn in enumerate(["R1", "BAD", "R2"])]
+    first, broken, last = _receive(batch)
+    assert isinstance(broken, RuntimeError)  # not ACKed: the sender sends it again
+    assert [code(hl7.parse(a.decode())) for a in (first, last)] == ["AA", "AA"]
+    assert sorted(InboundMessage.objects.values_list("control_id", flat=True)) == ["P0", "P2"]
