@@ -50,3 +50,15 @@ def allocate_ids(model: type[Model], count: int) -> list[int]:
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {connection.ops.quote_name(table)}")  # noqa: S608
         start = cursor.fetchone()[0] + 1
         return list(range(start, start + count))
+
+
+def analyze(*models: type[Model]) -> None:
+    """Refresh the planner's statistics of tables a bulk load has just grown.
+
+    Until autovacuum gets to them, PostgreSQL plans with the statistics of the empty tables and
+    turns indexed look-ups (blocking keys, identifiers) into scans; SQLite's ANALYZE feeds its
+    planner the same way. Run after the load has committed.
+    """
+    with connection.cursor() as cursor:
+        for model in models:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

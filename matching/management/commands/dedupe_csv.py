@@ -14,10 +14,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from hie.bulk import analyze
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
-from matching.models import LinkState, MatchState, PatientRecord, Source, TrainingRun
+from matching.models import BlockingKey, Link, LinkState, MatchState, PatientRecord, Person, Source, TrainingRun
 from matching.selectors import current_person_subquery
 from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_task
@@ -55,6 +56,7 @@ class Command(BaseCommand):
                     ],
                     source=Source.CSV,
                 )
+        analyze(PatientRecord, BlockingKey)
         timings["load"] = time.monotonic() - started
 
         if not options["no_train"]:
@@ -68,6 +70,7 @@ class Command(BaseCommand):
             match_batch_task.delay(pending[start : start + options["chunk"]])
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             self._wait_for_workers(list(organizations.values()))
+        analyze(Person, Link)
         timings["match"] = time.monotonic() - mark
 
         mark = time.monotonic()
