@@ -37,6 +37,7 @@ from matching.models import (
     ReviewTask,
     new_euid,
 )
+from matching.score import RELATIVE_BITS, person_probability
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery
 from matching.services import (
     GOLDEN_FIELDS,
@@ -171,20 +172,27 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     new_persons = 0
     for n, record_id in enumerate(batch_ids):
         best: dict[tuple, int] = {}
+        relatives = set()  # persons one of whose records is, by a relative rule, someone else
         for i in by_decider[starts[n] : ends[n]].tolist():
             token = person_of.get(int(other_ids[i]))
             if token is None or token in refused[record_id]:
                 continue
+            if scored.rules[i] & RELATIVE_BITS:
+                relatives.add(token)
             if token not in best or scored.probability[i] > scored.probability[best[token]]:
                 best[token] = i
-        ranked = sorted(best.items(), key=lambda item: scored.probability[item[1]], reverse=True)
-        decision = decide(float(scored.probability[ranked[0][1]]) if ranked else None)
+        ranked = sorted(
+            ((token, i, person_probability(float(scored.probability[i]), token in relatives))
+             for token, i in best.items()),
+            key=lambda item: item[2], reverse=True,
+        )  # fmt: skip
+        decision = decide(ranked[0][2] if ranked else None)
         if decision == "new_person":
             token, state, pair = ("new", new_persons), LinkState.MATCH, None
             new_persons += 1
             outcome.new_person += 1
         else:
-            token, pair = ranked[0]
+            token, pair, _ = ranked[0]
             state = LinkState.MATCH if decision == "linked" else LinkState.POSSIBLE_MATCH
             if decision == "linked":
                 outcome.linked += 1
@@ -192,7 +200,9 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
                 outcome.review += 1
         if state == LinkState.MATCH:  # a provisional link lends its person to nobody (see CONFIRMED)
             person_of[record_id] = token
-        decisions.append((record_id, token, state, pair, ranked[:REVIEW_CANDIDATES] if decision == "review" else []))
+        probability = ranked[0][2] if pair is not None else None
+        decisions.append((record_id, token, state, pair, probability,
+                          ranked[:REVIEW_CANDIDATES] if decision == "review" else []))  # fmt: skip
 
     now = timezone.now()
     created = allocate_ids(Person, new_persons)
@@ -207,8 +217,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
 
     change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")
     links, events, reviews = [], [], []
-    for record_id, token, state, pair, ranked in decisions:
-        score = float(scored.probability[pair]) if pair is not None else None
+    for record_id, token, state, pair, score, ranked in decisions:
         explanation = scorer.explain(scored, pair) if pair is not None else {}
         person = person_id(token)
         links.append((record_id, person, state, LinkSource.AUTO, score, explanation, scorer.version, now))
@@ -238,9 +247,9 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         ReviewCandidate,
         ("task_id", "person_id", "score", "explanation"),
         (
-            (task_id, person_id(token), float(scored.probability[i]), scorer.explain(scored, i))
+            (task_id, person_id(token), probability, scorer.explain(scored, i))
             for task_id, (_, _, ranked) in zip(task_ids, reviews, strict=True)
-            for token, i in ranked
+            for token, i, probability in ranked
         ),
     )
     for part in _chunks(batch_ids, 50_000):
@@ -249,7 +258,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     # that existed before also hold records read from the database.
     members: dict[int, list[SimpleNamespace]] = defaultdict(list)
     fields_of = {pk: fields for pk, _, fields in batch}
-    for record_id, token, _state, _, _ in decisions:
+    for record_id, token, _state, _, _, _ in decisions:
         if token[0] == "new":
             members[person_id(token)].append(SimpleNamespace(**fields_of[record_id]))
     write_golden_records([(person, build_golden_record(records)) for person, records in members.items()], now)

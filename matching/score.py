@@ -57,6 +57,7 @@ RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, 
 REJECT_RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD)
 REVIEW_RULES = (RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT, RULE_NAMES_DIFFER)
 REJECT_CAP = 0.01
+RELATIVE_BITS = sum(1 << RULES.index(name) for name in REJECT_RULES)  # rules meaning "a relative, someone else"
 
 
 def default_parameters() -> dict:
@@ -65,6 +66,13 @@ def default_parameters() -> dict:
 
 def auto_link_threshold() -> float:
     return settings.MATCH_AUTO_LINK_THRESHOLD
+
+
+def person_probability(best: float, relative: bool) -> float:
+    """A candidate person's probability for a record: its best pair's, but below automatic linking
+    when another of the person's records is, by a relative rule, someone else (a twin, Jr or Sr, a
+    household member). A chain of records must not carry a person into their relative's identity."""
+    return min(best, float(np.nextafter(auto_link_threshold(), 0))) if relative else best
 
 
 def review_threshold() -> float:

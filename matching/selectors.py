@@ -22,7 +22,7 @@ from matching.models import (
     Person,
     PersonStatus,
 )
-from matching.score import Scorer, default_parameters
+from matching.score import RELATIVE_BITS, Scorer, default_parameters, person_probability
 
 CURRENT_STATES = (LinkState.MATCH, LinkState.POSSIBLE_MATCH)
 _scorers: dict[int, Scorer] = {}
@@ -115,15 +115,20 @@ def score_against_candidates(norm: dict, candidates: list, excluded_persons: set
     left = np.zeros(len(candidates), dtype=np.int64)
     right = np.arange(1, len(candidates) + 1)
     scored = scorer.score(table, left, right)
-    best: dict[int, PersonScore] = {}
+    best: dict[int, int] = {}  # person -> index of its best pair
+    relatives = set()  # persons one of whose records is, by a relative rule, someone else
     for i, candidate in enumerate(candidates):
-        probability = float(scored.probability[i])
+        if scored.rules[i] & RELATIVE_BITS:
+            relatives.add(candidate.person_id)
         held = best.get(candidate.person_id)
-        if held is None or probability > held.probability:
-            best[candidate.person_id] = PersonScore(
-                candidate.person_id, probability, scorer.explain(scored, i), candidate.record_id
-            )
-    return sorted(best.values(), key=lambda s: s.probability, reverse=True)
+        if held is None or scored.probability[i] > scored.probability[held]:
+            best[candidate.person_id] = i
+    scores = [
+        PersonScore(person, person_probability(float(scored.probability[i]), person in relatives),
+                    scorer.explain(scored, i), candidates[i].record_id)
+        for person, i in best.items()
+    ]  # fmt: skip
+    return sorted(scores, key=lambda s: s.probability, reverse=True)
 
 
 def current_link(record_id: int) -> Link | None:

@@ -75,6 +75,25 @@ def test_twins_get_two_persons(django_capture_on_commit_callbacks):
     assert person_of(a) != person_of(b)
 
 
+def test_a_person_holding_a_twin_of_the_new_record_is_left_to_a_person(django_capture_on_commit_callbacks, staff):
+    from matching.services import link_record
+
+    org = organization()
+    with django_capture_on_commit_callbacks(execute=True):
+        marisol = register(org).record
+        graciela = register(org, given_name="Graciela").record  # her twin: a person of her own
+    assert person_of(marisol) != person_of(graciela)
+    # Someone joined the twins' records into one person (by mistake, or a chain of links did).
+    link_record(record=graciela, person=person_of(marisol), actor=staff, reason="test: a wrong merge")
+    with django_capture_on_commit_callbacks(execute=True):
+        again = register(organization()).record  # Marisol again, at another member
+    # Her best pair is a perfect match, but the person also holds her twin: a reviewer decides.
+    link = current_link(again.pk)
+    assert link.state == LinkState.POSSIBLE_MATCH
+    assert link.person_id == person_of(marisol).pk
+    assert ReviewTask.objects.get(record=again).status == ReviewStatus.OPEN
+
+
 def test_uncertain_match_opens_a_review_with_an_explanation(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         register(organization(), address_line="", postal_code="")
