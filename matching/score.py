@@ -51,11 +51,15 @@ RULE_HOUSEHOLD = "household"  # same family and home or phone, clearly different
 RULE_SSN_CONFLICT = "ssn_conflict"  # two different valid SSNs: a person decides
 RULE_BIRTH_CONFLICT = "birth_date_conflict"  # both birth dates known and far apart: namesakes, a person decides
 RULE_NAMES_DIFFER = "names_differ"  # given and family names both disagree: whatever else agrees, a person decides
+# Same family name and birth date, given names only alike (Sandra and Sarah, Lisa and Linda): twins or a
+# misspelling; a person decides.
+RULE_POSSIBLE_TWINS = "possible_twins"
 RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT,
-         RULE_NAMES_DIFFER)  # fmt: skip
+         RULE_NAMES_DIFFER, RULE_POSSIBLE_TWINS)  # fmt: skip
 # What each rule does: never link (a score of at most REJECT_CAP), or leave it to a person (below auto-link).
 REJECT_RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD)
-REVIEW_RULES = (RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT, RULE_NAMES_DIFFER)
+REVIEW_RULES = (RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT, RULE_NAMES_DIFFER,
+                RULE_POSSIBLE_TWINS)  # fmt: skip
 REJECT_CAP = 0.01
 RELATIVE_BITS = sum(1 << RULES.index(name) for name in REJECT_RULES)  # rules meaning "a relative, someone else"
 
@@ -184,6 +188,7 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
     similar_family = family >= level_of("family", "similar")
     near_birth = birth >= level_of("birth_date", "one_digit")
     different_given = given == level_of("given", "different")
+    alike_given = (given == level_of("given", "initial")) | (given == level_of("given", "similar"))
     shared_home = (address >= level_of("address", "similar_street")) | (phone == level_of("phone", "same"))
     # Relatives do not share an SSN: agreement on it overrides the relative rules.
     same_ssn = ssn >= level_of("ssn", "one_digit")
@@ -196,6 +201,7 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
         RULE_SSN_CONFLICT: ssn == level_of("ssn", "different"),
         RULE_BIRTH_CONFLICT: birth == level_of("birth_date", "different"),
         RULE_NAMES_DIFFER: different_given & (family == level_of("family", "different")),
+        RULE_POSSIBLE_TWINS: same_family & near_birth & alike_given & ~same_ssn,
     }
     probability = probability.copy()
     reject = np.logical_or.reduce([rules_by_name[name] for name in REJECT_RULES])

@@ -75,6 +75,16 @@ def test_twins_get_two_persons(django_capture_on_commit_callbacks):
     assert person_of(a) != person_of(b)
 
 
+def test_twins_with_alike_given_names_are_left_to_a_person(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        sandra = register(organization(), given_name="Sandra", middle_name="Martha").record
+        sarah = register(organization(), given_name="Sarah", middle_name="Donna").record
+    link = current_link(sarah.pk)
+    assert link.state == LinkState.POSSIBLE_MATCH  # not linked automatically: a reviewer decides
+    assert "possible_twins" in link.contributions["rules"]
+    assert link.person_id == person_of(sandra).pk  # her provisional person, until someone decides
+
+
 def test_a_person_holding_a_twin_of_the_new_record_is_left_to_a_person(django_capture_on_commit_callbacks, staff):
     from matching.services import link_record
 
