@@ -61,7 +61,10 @@ REJECT_RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD)
 REVIEW_RULES = (RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT, RULE_NAMES_DIFFER,
                 RULE_POSSIBLE_TWINS)  # fmt: skip
 REJECT_CAP = 0.01
-RELATIVE_BITS = sum(1 << RULES.index(name) for name in REJECT_RULES)  # rules meaning "a relative, someone else"
+# Rules that, found between a record and any record of a candidate person, keep that person from
+# being linked automatically: the person holds a relative of the record's patient, or another SSN.
+CONFLICT_RULES = (*REJECT_RULES, RULE_SSN_CONFLICT)
+CONFLICT_BITS = sum(1 << RULES.index(name) for name in CONFLICT_RULES)
 
 
 def default_parameters() -> dict:
@@ -72,11 +75,12 @@ def auto_link_threshold() -> float:
     return settings.MATCH_AUTO_LINK_THRESHOLD
 
 
-def person_probability(best: float, relative: bool) -> float:
+def person_probability(best: float, conflict: bool) -> float:
     """A candidate person's probability for a record: its best pair's, but below automatic linking
-    when another of the person's records is, by a relative rule, someone else (a twin, Jr or Sr, a
-    household member). A chain of records must not carry a person into their relative's identity."""
-    return min(best, float(np.nextafter(auto_link_threshold(), 0))) if relative else best
+    when another of the person's records conflicts with it (CONFLICT_RULES: a twin, Jr or Sr, a
+    household member, another SSN). A chain of records must not carry a person into a relative's
+    identity."""
+    return min(best, float(np.nextafter(auto_link_threshold(), 0))) if conflict else best
 
 
 def review_threshold() -> float:

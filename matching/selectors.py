@@ -22,7 +22,7 @@ from matching.models import (
     Person,
     PersonStatus,
 )
-from matching.score import RELATIVE_BITS, Scorer, default_parameters, person_probability
+from matching.score import CONFLICT_BITS, Scorer, default_parameters, person_probability
 
 CURRENT_STATES = (LinkState.MATCH, LinkState.POSSIBLE_MATCH)
 _scorers: dict[int, Scorer] = {}
@@ -116,15 +116,15 @@ def score_against_candidates(norm: dict, candidates: list, excluded_persons: set
     right = np.arange(1, len(candidates) + 1)
     scored = scorer.score(table, left, right)
     best: dict[int, int] = {}  # person -> index of its best pair
-    relatives = set()  # persons one of whose records is, by a relative rule, someone else
+    conflicting = set()  # persons one of whose records conflicts with this one (CONFLICT_RULES)
     for i, candidate in enumerate(candidates):
-        if scored.rules[i] & RELATIVE_BITS:
-            relatives.add(candidate.person_id)
+        if scored.rules[i] & CONFLICT_BITS:
+            conflicting.add(candidate.person_id)
         held = best.get(candidate.person_id)
         if held is None or scored.probability[i] > scored.probability[held]:
             best[candidate.person_id] = i
     scores = [
-        PersonScore(person, person_probability(float(scored.probability[i]), person in relatives),
+        PersonScore(person, person_probability(float(scored.probability[i]), person in conflicting),
                     scorer.explain(scored, i), candidates[i].record_id)
         for person, i in best.items()
     ]  # fmt: skip

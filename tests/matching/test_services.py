@@ -75,6 +75,16 @@ def test_twins_get_two_persons(django_capture_on_commit_callbacks):
     assert person_of(a) != person_of(b)
 
 
+def test_a_person_holding_another_ssn_is_left_to_a_person(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        register(organization(), given_name="Jerry", family_name="Johanssen")  # no SSN: it bridges
+        jerry = register(organization(), given_name="Jerry", family_name="Johanssen", ssn="512-44-6335").record
+        # Gerald (Jerry is his nickname) with another SSN: his twin, or a wrong SSN. Not for the arithmetic.
+        gerald = register(organization(), given_name="Gerald", family_name="Johanssen", ssn="523-18-3043").record
+    assert current_link(gerald.pk).state == LinkState.POSSIBLE_MATCH
+    assert current_link(gerald.pk).person_id == person_of(jerry).pk
+
+
 def test_twins_with_alike_given_names_are_left_to_a_person(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         sandra = register(organization(), given_name="Sandra", middle_name="Martha").record
