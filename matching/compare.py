@@ -151,7 +151,13 @@ def _given(p: _Pairs) -> np.ndarray:
     a, b, missing = p.codes("given")
     exact = a == b
     nickname = np.isin(a * t.given_codebook + b, t.nickname_pairs) & ~exact
-    jw = _similarity_where(*p.text("given"), ~exact & ~missing & ~nickname)
+    left_text, right_text = p.text("given")
+    jw = _similarity_where(left_text, right_text, ~exact & ~missing & ~nickname)
+    # A short form the nickname list lacks (Mari for Marisol): one name begins the other. Checked
+    # only where the similarity leaves it in doubt.
+    for i in np.flatnonzero((jw >= 0.80) & (jw < 0.92)):
+        shorter, longer = sorted((left_text[i], right_text[i]), key=len)
+        nickname[i] = len(shorter) >= 3 and longer.startswith(shorter)
     one_is_initial = ((t.given_length[p.left] == 1) | (t.given_length[p.right] == 1)) & (
         t.given_initial[p.left] == t.given_initial[p.right]
     )

@@ -40,6 +40,11 @@ def test_nickname_counts_as_agreement():
     assert levels(BASE, {**BASE, "given_name": "Kathy"})["given"] == "nickname"
 
 
+def test_a_short_form_counts_as_a_nickname_but_an_alike_name_does_not():
+    assert levels({**BASE, "given_name": "Marisol"}, {**BASE, "given_name": "Mari"})["given"] == "nickname"
+    assert levels({**BASE, "given_name": "Sandra"}, {**BASE, "given_name": "Sarah"})["given"] == "similar"
+
+
 def test_given_and_family_swapped_agree():
     swapped = {**BASE, "given_name": "Oyelaran", "family_name": "Katherine"}
     got = levels(BASE, swapped)
