@@ -37,7 +37,7 @@ from matching.models import (
     ReviewTask,
     new_euid,
 )
-from matching.score import CONFLICT_BITS, person_probability
+from matching.score import rank_persons
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery
 from matching.services import (
     GOLDEN_FIELDS,
@@ -171,21 +171,9 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
     new_persons = 0
     for n, record_id in enumerate(batch_ids):
-        best: dict[tuple, int] = {}
-        conflicting = set()  # persons one of whose records conflicts with this one (CONFLICT_RULES)
-        for i in by_decider[starts[n] : ends[n]].tolist():
-            token = person_of.get(int(other_ids[i]))
-            if token is None or token in refused[record_id]:
-                continue
-            if scored.rules[i] & CONFLICT_BITS:
-                conflicting.add(token)
-            if token not in best or scored.probability[i] > scored.probability[best[token]]:
-                best[token] = i
-        ranked = sorted(
-            ((token, i, person_probability(float(scored.probability[i]), token in conflicting))
-             for token, i in best.items()),
-            key=lambda item: item[2], reverse=True,
-        )  # fmt: skip
+        candidates = ((person_of.get(int(other_ids[i])), i) for i in by_decider[starts[n] : ends[n]].tolist())
+        ranked = rank_persons(((token, i) for token, i in candidates
+                               if token is not None and token not in refused[record_id]), scored)  # fmt: skip
         decision = decide(ranked[0][2] if ranked else None)
         if decision == "new_person":
             token, state, pair = ("new", new_persons), LinkState.MATCH, None

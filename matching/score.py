@@ -8,6 +8,7 @@ Jr/Sr pairs are never linked automatically.
 """
 
 import math
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +82,21 @@ def person_probability(best: float, conflict: bool) -> float:
     household member, another SSN). A chain of records must not carry a person into a relative's
     identity."""
     return min(best, float(np.nextafter(auto_link_threshold(), 0))) if conflict else best
+
+
+def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -> list[tuple[Hashable, int, float]]:
+    """Candidate persons, best first, from (person, pair index) pairs: each as (person, index of its
+    best pair, its person_probability). One ranking for match-on-write, batch matching and $match."""
+    best: dict[Hashable, int] = {}
+    conflicting = set()  # persons one of whose records conflicts with the record (CONFLICT_RULES)
+    for person, i in pairs:
+        if scored.rules[i] & CONFLICT_BITS:
+            conflicting.add(person)
+        if person not in best or scored.probability[i] > scored.probability[best[person]]:
+            best[person] = i
+    ranked = [(person, i, person_probability(float(scored.probability[i]), person in conflicting))
+              for person, i in best.items()]  # fmt: skip
+    return sorted(ranked, key=lambda item: item[2], reverse=True)
 
 
 def review_threshold() -> float:

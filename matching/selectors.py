@@ -22,7 +22,7 @@ from matching.models import (
     Person,
     PersonStatus,
 )
-from matching.score import CONFLICT_BITS, Scorer, default_parameters, person_probability
+from matching.score import Scorer, default_parameters, rank_persons
 
 CURRENT_STATES = (LinkState.MATCH, LinkState.POSSIBLE_MATCH)
 _scorers: dict[int, Scorer] = {}
@@ -115,20 +115,10 @@ def score_against_candidates(norm: dict, candidates: list, excluded_persons: set
     left = np.zeros(len(candidates), dtype=np.int64)
     right = np.arange(1, len(candidates) + 1)
     scored = scorer.score(table, left, right)
-    best: dict[int, int] = {}  # person -> index of its best pair
-    conflicting = set()  # persons one of whose records conflicts with this one (CONFLICT_RULES)
-    for i, candidate in enumerate(candidates):
-        if scored.rules[i] & CONFLICT_BITS:
-            conflicting.add(candidate.person_id)
-        held = best.get(candidate.person_id)
-        if held is None or scored.probability[i] > scored.probability[held]:
-            best[candidate.person_id] = i
-    scores = [
-        PersonScore(person, person_probability(float(scored.probability[i]), person in conflicting),
-                    scorer.explain(scored, i), candidates[i].record_id)
-        for person, i in best.items()
-    ]  # fmt: skip
-    return sorted(scores, key=lambda s: s.probability, reverse=True)
+    return [
+        PersonScore(person, probability, scorer.explain(scored, i), candidates[i].record_id)
+        for person, i, probability in rank_persons(((c.person_id, i) for i, c in enumerate(candidates)), scored)
+    ]
 
 
 def current_link(record_id: int) -> Link | None:

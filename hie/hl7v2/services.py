@@ -1,7 +1,7 @@
 """Receiving HL7 v2 messages into the inbox and applying them to the master patient index.
 
-The listener calls receive_message for each framed message: it stores the raw message and
-decides the acknowledgement in one transaction, and the ACK goes out only after that commit.
+The listener calls receive_messages with the framed messages waiting: it stores the raw messages
+and decides their acknowledgements in one transaction, and the ACK goes out only after that commit.
 Applying a message to the index is a Celery task that drains each organization's inbox in
 arrival order, so a worker that dies mid-way leaves the message waiting for the next run.
 """
@@ -48,7 +48,6 @@ class Receipt:
     state: str = MessageState.RECEIVED
     code: str = "AA"
     problem: messages.MessageProblem | None = None
-    stored: InboundMessage | None = None
     parsed: object = None  # the segments read on receipt (python-hl7)
 
     def refuse(self, problem: messages.MessageProblem) -> None:
@@ -58,11 +57,6 @@ class Receipt:
     @property
     def accepted(self) -> bool:
         return self.code == "AA" and self.state != MessageState.DUPLICATE
-
-
-def receive_message(raw: bytes, peer: str = "") -> bytes | None:
-    """Store one message and answer its ACK (None: no MSH to answer, close the connection)."""
-    return receive_messages([(raw, peer)])[0]
 
 
 def receive_messages(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
@@ -81,7 +75,6 @@ def receive_messages(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
         # Another listener stored one of these control ids between the check and the insert:
         # each message again on its own, so only the repeat is marked as one.
         for receipt in receipts:
-            receipt.stored = None
             _store_one(receipt)
     for receipt in receipts:
         if receipt.head is None:
@@ -189,7 +182,6 @@ def _store(receipts: list[Receipt]) -> None:
     InboundMessage.objects.bulk_create(rows)
     events = []
     for receipt, row in zip(receipts, rows, strict=True):
-        receipt.stored = row
         events.append(new_event(
             actor=Actor(organization_id=row.organization_id, source_address=receipt.peer),
             action=Action.CREATE, event_type="hl7-message", resource_type="Patient", resource_id=str(row.pk),
