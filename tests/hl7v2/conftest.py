@@ -12,17 +12,23 @@ from hie.orgs.services import create_organization
 
 
 @pytest.fixture
-def mllp(audit_rows_flushable):
-    """The port of a listener serving in a thread of its own, on the test database."""
+def mllp_listener(audit_rows_flushable):
+    """A listener serving in a thread of its own, on the test database."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     listener = Listener("127.0.0.1", 0, threads=2)
     asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
-    yield listener.bound_port
+    yield listener
     asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+
+
+@pytest.fixture
+def mllp(mllp_listener):
+    """The port of a listening MLLP server."""
+    return mllp_listener.bound_port
 
 
 def send(port: int, *messages: str | bytes) -> list[hl7.Message | None]:

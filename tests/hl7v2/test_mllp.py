@@ -1,10 +1,12 @@
 """HL7 v2 ADT intake through a real MLLP socket, with python-hl7 as the sending system."""
 
 import asyncio
+import threading
 
 import hl7
 import pytest
 from django.core.management import call_command
+from django.db import connection as database
 from hl7.mllp import open_hl7_connection
 
 from hie.audit.models import AuditEvent
@@ -224,3 +226,23 @@ def test_a_message_that_breaks_its_batch_does_not_keep_the_others_from_being_sto
     assert isinstance(broken, RuntimeError)  # not ACKed: the sender sends it again
     assert [code(hl7.parse(a.decode())) for a in (first, last)] == ["AA", "AA"]
     assert sorted(InboundMessage.objects.values_list("control_id", flat=True)) == ["P0", "P2"]
+
+
+def test_the_listener_replaces_a_database_connection_that_was_cut(mllp_listener, facility):
+    if database.vendor != "postgresql":
+        pytest.skip("cuts the listener's PostgreSQL sessions")
+    assert code(send(mllp_listener.bound_port, adt("A04", "D1", pid("R1")))[0]) == "AA"
+    barrier = threading.Barrier(mllp_listener.threads)
+
+    def backend() -> int | None:  # run once on each database thread of the listener
+        barrier.wait(timeout=10)
+        return database.connection.info.backend_pid if database.connection else None
+
+    jobs = [mllp_listener.executor.submit(backend) for _ in range(mllp_listener.threads)]
+    sessions = [pid for pid in (job.result(15) for job in jobs) if pid]
+    assert sessions
+    with database.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [sessions])
+    acks = send(mllp_listener.bound_port, adt("A04", "D2", pid("R2")), adt("A04", "D3", pid("R3")))
+    assert [code(ack) for ack in acks] == ["AA", "AA"]  # no message waits for the sender to send it again
+    assert InboundMessage.objects.filter(control_id__in=["D2", "D3"], state=MessageState.PROCESSED).count() == 2
