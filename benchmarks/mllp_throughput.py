@@ -171,7 +171,7 @@ def write_report(args: argparse.Namespace, results: list[dict]) -> None:
         f"Command: `.venv/bin/python benchmarks/mllp_throughput.py --messages {args.messages} --connections "
         f"{' '.join(map(str, args.connections))}`  ",
         f"Machine: {machine()}. Run on {time.strftime('%Y-%m-%d')}. PostgreSQL 15 (fsync and synchronous commit "
-        "on), Redis, `manage.py mllp_listen` (2 database threads, group commit) and a Celery worker (concurrency "
+        "on), Redis, `manage.py mllp_listen` (one database thread, group commit) and a Celery worker (concurrency "
         "2) on the same two cores as the sending client (python-hl7's asyncio MLLP streams, sending encoded "
         "frames and reading only MSA-1 of each ACK). Synthetic ADT^A04 registrations; "
         "each connection waits for its ACK before its next message. Each row is measured twice: with no worker "

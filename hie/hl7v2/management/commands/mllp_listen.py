@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=int,
-            default=2,
+            default=1,
             help="database threads, each storing a batch of waiting messages in one transaction",
         )
         parser.add_argument("--tls-cert", help="PEM certificate chain: serve MLLP over TLS")
