@@ -4,6 +4,7 @@ the API's conventions, errors as OperationOutcome, and an audit event for every 
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import wraps
 
 from django.http import HttpRequest, HttpResponse
@@ -11,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.models import get_access_token_model
 
 from hie.audit.models import Action, Outcome
-from hie.audit.services import Actor, record_event
+from hie.audit.services import Actor, record_event, written_together
 from hie.exceptions import HieError, NotAuthenticated, ScopeMissing
 from hie.fhir.conventions import check_rate, purpose_of_use
 from hie.fhir.responses import error_response, outcome_response, status_of
@@ -50,12 +51,16 @@ def authenticate_client(request: HttpRequest, scope: str) -> ApiClient:
     return grant.client
 
 
-def fhir_view(*, scope: str | dict[str, str] | None, reads: set[str] = READ_METHODS) -> Callable:
+def fhir_view(
+    *, scope: str | dict[str, str] | None, reads: set[str] = READ_METHODS, read_only: set[str] = READ_METHODS
+) -> Callable:
     """Make a view a FHIR endpoint.
 
     `scope` is the SMART scope the view needs, or one per HTTP method (a method not listed is
     answered 405). Requests with a method in `reads` must declare their purpose of use, which
-    the view finds in `request.purpose_of_use`.
+    the view finds in `request.purpose_of_use`. Requests with a method in `read_only` change
+    nothing but the audit trail: their audit events (consent decisions, the read, a refusal)
+    are appended together when the request ends.
     """
     scopes = scope if isinstance(scope, dict) else None
 
@@ -72,17 +77,19 @@ def fhir_view(*, scope: str | dict[str, str] | None, reads: set[str] = READ_METH
                 return response
             request.purpose_of_use = ""
             try:
-                if needed is not None:
-                    client = authenticate_client(request, needed)
-                    request.api_client = client
-                    request.api_client_id = client.client_id
-                    check_rate(client.client_id)
-                if request.method in reads and needed is not None:
-                    request.purpose_of_use = purpose_of_use(request)
-                return view(request, *args, **kwargs)
-            except HieError as error:
-                _audit_refusal(request, event_type, error)
-                return error_response(error)
+                with written_together() if request.method in read_only else nullcontext():
+                    try:
+                        if needed is not None:
+                            client = authenticate_client(request, needed)
+                            request.api_client = client
+                            request.api_client_id = client.client_id
+                            check_rate(client.client_id)
+                        if request.method in reads and needed is not None:
+                            request.purpose_of_use = purpose_of_use(request)
+                        return view(request, *args, **kwargs)
+                    except HieError as error:
+                        _audit_refusal(request, event_type, error)
+                        return error_response(error)
             except Exception:
                 logger.exception("FHIR request failed", extra={"event_type": event_type})
                 return outcome_response(500, "exception", "the node could not process the request")

@@ -117,7 +117,7 @@ def document_reference_type(request: HttpRequest) -> HttpResponse:
     return _search(request, request.GET)
 
 
-@fhir_view(scope={"POST": READ}, reads={"POST"})
+@fhir_view(scope={"POST": READ}, reads={"POST"}, read_only={"POST"})
 def document_reference_search(request: HttpRequest) -> HttpResponse:
     """POST DocumentReference/_search with the parameters as a form."""
     return _search(request, request.POST)

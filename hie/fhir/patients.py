@@ -300,7 +300,7 @@ def pix_query(request: HttpRequest) -> HttpResponse:
 # --- $match ---------------------------------------------------------------------------------
 
 
-@fhir_view(scope={"POST": READ}, reads={"POST"})
+@fhir_view(scope={"POST": READ}, reads={"POST"}, read_only={"POST"})
 def patient_match(request: HttpRequest) -> HttpResponse:
     """PDQm ITI-119 / Patient/$match: persons ranked by the same model that matches on write."""
     match = mapping.parse_match_request(request.body)

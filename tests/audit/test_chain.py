@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
 from hie.audit.models import Action, AuditEvent, ChainVerification
-from hie.audit.services import SYSTEM, Actor, first_broken_event, record_event
+from hie.audit.services import SYSTEM, Actor, first_broken_event, record_event, written_together
 from hie.requestid import request_id_context
 
 
@@ -46,6 +46,29 @@ def test_events_form_a_chain_that_verifies():
     assert first_broken_event() == (3, None)
     call_command("verify_audit_chain")
     assert ChainVerification.objects.get().intact
+
+
+@pytest.mark.django_db
+def test_events_held_in_a_block_are_appended_together_when_it_ends_even_if_it_raises():
+    held = []
+
+    def read_then_fail() -> None:
+        with written_together():
+            held.extend(record_three())
+            with written_together():  # an inner block leaves them to the outer one
+                held.append(record_event(actor=SYSTEM, action=Action.READ, event_type="patient-read"))
+            assert not AuditEvent.objects.exists()
+            raise RuntimeError("the request failed after its reads")
+
+    with pytest.raises(RuntimeError):
+        read_then_fail()
+    stored = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.pk for e in stored] == [e.pk for e in held]  # in the order recorded
+    assert [e.sequence for e in stored] == [1, 2, 3, 4]
+    assert first_broken_event() == (4, None)
+    record_event(actor=SYSTEM, action=Action.READ, event_type="patient-read")  # outside a block: at once
+    assert AuditEvent.objects.count() == 5
+    assert first_broken_event() == (5, None)
 
 
 @pytest.mark.django_db
