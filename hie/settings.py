@@ -148,11 +148,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_SERVER_SIDE_BINDING", True):
-    # Server-side parameter binding lets psycopg prepare a query the fifth time a connection
-    # runs it, so the hot look-ups (tokens, PIXm, candidates) skip planning. Turn it off
-    # behind a pooler in transaction mode, which cannot keep prepared statements.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a health check that asks a connection at most once a window
+    # (hie/db/postgresql/base.py): the check is a round trip at the start of every request.
+    DATABASES["default"]["ENGINE"] = "hie.db.postgresql"
+    if env_bool("DB_SERVER_SIDE_BINDING", True):
+        # Server-side parameter binding lets psycopg prepare a query the fifth time a connection
+        # runs it, so the hot look-ups (tokens, PIXm, candidates) skip planning. Turn it off
+        # behind a pooler in transaction mode, which cannot keep prepared statements.
+        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+# A persistent connection that answered within this many seconds is not asked again (SELECT 1)
+# before the next request uses it.
+DB_HEALTH_CHECK_SECONDS = env_float("DB_HEALTH_CHECK_SECONDS", 1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

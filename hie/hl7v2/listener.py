@@ -10,7 +10,6 @@ import asyncio
 import logging
 import ssl
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections, connections
@@ -21,28 +20,17 @@ from hie.hl7v2.services import receive_messages
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 200  # messages stored in one transaction at most
-CONNECTION_CHECK_SECONDS = 1.0  # how often a database thread checks that its connection still works
-
-_checked = threading.local()
-
-
-def _check_connection() -> None:
-    """Replace this thread's database connection if it is broken or expired. The check costs a
-    round trip to the database, so it runs at most once a second, and after any failed batch."""
-    now = time.monotonic()
-    if now - getattr(_checked, "at", -CONNECTION_CHECK_SECONDS) >= CONNECTION_CHECK_SECONDS:
-        close_old_connections()
-        _checked.at = now
 
 
 def _receive(batch: list[tuple[bytes, str]], *, again: bool = True) -> list[bytes | Exception | None]:
     """The ACK of each message (None: close its connection; an exception: it could not be stored)."""
-    # Each thread keeps its connection between batches; a broken or expired one is replaced here.
-    _check_connection()
+    # Each thread keeps its connection between batches; a broken or expired one is replaced here
+    # (the health check asks the database at most once per DB_HEALTH_CHECK_SECONDS, and always
+    # after a failure).
+    close_old_connections()
     try:
         return receive_messages(batch)
     except Exception as error:
-        _checked.at = -CONNECTION_CHECK_SECONDS  # the connection may be what failed: check it before retrying
         if len(batch) == 1 and not again:
             return [error]
         if len(batch) > 1:
