@@ -3,7 +3,8 @@
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db import connection
+from django.db.models import Q, QuerySet
 
 from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
 from consent.provisions import covers
@@ -68,27 +69,36 @@ def consents_under(identifiers: set[tuple[str, str]]) -> QuerySet[Consent]:
     return Consent.objects.filter(condition).order_by("-date_recorded", "-pk")
 
 
+_PERSONS_WITH_CONSENTS = f"""
+    SELECT l.person_id FROM {Link._meta.db_table} l JOIN {PatientRecord._meta.db_table} r ON r.id = l.record_id
+    WHERE l.person_id IN ({{persons}}) AND l.state IN (%s, %s) AND EXISTS (
+        SELECT 1 FROM {Consent._meta.db_table} c
+        WHERE c.status = %s AND c.patient_system = r.identifier_system AND c.patient_value = r.local_id)
+    UNION
+    SELECT p.id FROM {Person._meta.db_table} p
+    WHERE p.id IN ({{persons}}) AND EXISTS (
+        SELECT 1 FROM {Consent._meta.db_table} c
+        WHERE c.status = %s AND c.patient_system = %s AND c.patient_value = p.euid)
+    UNION
+    SELECT p.merged_into_id FROM {Person._meta.db_table} p WHERE p.merged_into_id IN ({{persons}})
+"""  # noqa: S608 - table names only
+
+
 def persons_with_consents(persons: list[Person]) -> set[int]:
     """Which of these persons have an active consent under one of their records' identifiers or
-    their EUID, in two indexed queries (persons that others were merged into count too: decide()
-    looks at the merged EUIDs itself)."""
+    their EUID, in one indexed query (persons that others were merged into count too: decide()
+    looks at the merged EUIDs itself). Every read of a person asks, so it is plain SQL."""
     from hie.fhir.patient import euid_system
 
+    if not persons:
+        return set()
     ids = [p.pk for p in persons]
-    consent_of_record = Consent.objects.filter(
-        status=ConsentStatus.ACTIVE,
-        patient_system=OuterRef("record__identifier_system"),
-        patient_value=OuterRef("record__local_id"),
-    )
-    by_record = Link.objects.filter(
-        Exists(consent_of_record), person_id__in=ids, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH]
-    ).values_list("person_id", flat=True)
-    euids = {p.euid: p.pk for p in persons}
-    by_euid = Consent.objects.filter(
-        status=ConsentStatus.ACTIVE, patient_system=euid_system(), patient_value__in=list(euids)
-    ).values_list("patient_value", flat=True)
-    merged = Person.objects.filter(merged_into_id__in=ids).values_list("merged_into_id", flat=True)
-    return set(by_record) | {euids[value] for value in by_euid} | set(merged)
+    marks = ", ".join(["%s"] * len(ids))
+    parameters = [*ids, LinkState.MATCH.value, LinkState.POSSIBLE_MATCH.value, ConsentStatus.ACTIVE.value,
+                  *ids, ConsentStatus.ACTIVE.value, euid_system(), *ids]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_PERSONS_WITH_CONSENTS.format(persons=marks), parameters)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def persons_with_break_glass(person_ids: list[int], requester: Organization, at: datetime) -> set[int]:

@@ -45,8 +45,11 @@ class BearerGrant:
     resource_bound: bool  # RFC 8707 audience restriction (checked the slower way)
 
 
+# What a request uses of the client's organization (text and a flag: no conversions needed).
+_ORGANIZATION_COLUMNS = ["id", "name", "hl7_facility", "fhir_endpoint", "active"]
 _BEARER_GRANT = f"""
-    SELECT t.expires > %s, t.scope, t.resource, a.id, a.client_id, a.organization_id, a.revoked_at, o.active
+    SELECT t.expires > %s, t.scope, t.resource, a.id, a.client_id, a.revoked_at,
+           {", ".join(f"o.{column}" for column in _ORGANIZATION_COLUMNS)}
     FROM {AccessToken._meta.db_table} t
     JOIN {ApiClient._meta.db_table} a ON a.id = t.application_id
     JOIN {Organization._meta.db_table} o ON o.id = a.organization_id
@@ -62,15 +65,20 @@ def bearer_grant(token_checksum: str) -> BearerGrant | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    unexpired, scope, resource, client_id, client_key, organization_id, revoked_at, active = row
+    unexpired, scope, resource, client_id, client_key, revoked_at, *organization_row = row
+    organization_row[-1] = bool(organization_row[-1])  # SQLite answers 0 or 1
+    # The client's organization comes with it (its other fields load if asked for): every
+    # request's consent decision and audit event need it.
+    organization = Organization.from_db(connection.alias, _ORGANIZATION_COLUMNS, organization_row)
     client = ApiClient.from_db(
         connection.alias, ["id", "client_id", "organization_id", "revoked_at"],
-        [client_id, client_key, organization_id, revoked_at],
+        [client_id, client_key, organization.pk, revoked_at],
     )  # fmt: skip
+    client.organization = organization
     return BearerGrant(
         client=client,
         scopes=frozenset((scope or "").split()),
         unexpired=bool(unexpired),
-        usable=ApiClient.usable(revoked_at, bool(active)),
+        usable=ApiClient.usable(revoked_at, organization.active),
         resource_bound=resource not in (None, "", "[]", []),
     )
