@@ -3,6 +3,7 @@
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 import numpy as np
 from django.conf import settings
@@ -22,7 +23,7 @@ from matching.models import (
     Person,
     PersonStatus,
 )
-from matching.score import Scorer, default_parameters, rank_persons
+from matching.score import ScoredPairs, Scorer, default_parameters, rank_persons
 
 CURRENT_STATES = (LinkState.MATCH, LinkState.POSSIBLE_MATCH)
 _scorers: dict[int, Scorer] = {}
@@ -101,8 +102,16 @@ def find_candidates(record_id: int | None, keys: list[str]) -> Candidates:
 class PersonScore:
     person_id: int
     probability: float
-    explanation: dict
     record_id: int
+    scorer: Scorer = field(repr=False)
+    scored: ScoredPairs = field(repr=False)
+    pair: int = field(repr=False)  # the index of the person's best pair in `scored`
+
+    @cached_property
+    def explanation(self) -> dict:
+        """What each field contributed to the person's best pair; built only for the persons
+        someone looks at (a $match answer or a review lists a few of many candidates)."""
+        return self.scorer.explain(self.scored, self.pair)
 
 
 def score_against_candidates(norm: dict, candidates: list, excluded_persons: set[int]) -> list[PersonScore]:
@@ -116,7 +125,7 @@ def score_against_candidates(norm: dict, candidates: list, excluded_persons: set
     right = np.arange(1, len(candidates) + 1)
     scored = scorer.score(table, left, right)
     return [
-        PersonScore(person, probability, scorer.explain(scored, i), candidates[i].record_id)
+        PersonScore(person, probability, candidates[i].record_id, scorer, scored, i)
         for person, i, probability in rank_persons(((c.person_id, i) for i, c in enumerate(candidates)), scored)
     ]
 
