@@ -1,6 +1,6 @@
 """Reading the master patient index."""
 
-from collections import defaultdict
+import json
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -68,34 +68,44 @@ def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES, field: str
 CONFIRMED = (LinkState.MATCH,)
 
 
+# Candidates in one statement: the records behind the keys (each key's block counted, and left
+# out above the cap), with the person each is confirmed as.
+_CANDIDATES = f"""
+    WITH hits AS (
+        SELECT key, record_id FROM {BlockingKey._meta.db_table} WHERE key IN ({{keys}}) AND record_id <> %s
+    ), sizes AS (
+        SELECT key, count(*) AS size FROM hits GROUP BY key
+    )
+    SELECT NULL, NULL, NULL, key, size FROM sizes WHERE size > %s
+    UNION ALL
+    SELECT r.id, r.norm, l.person_id, NULL, NULL
+    FROM {PatientRecord._meta.db_table} r JOIN {Link._meta.db_table} l ON l.record_id = r.id AND l.state = %s
+    WHERE r.active AND r.id IN (SELECT h.record_id FROM hits h JOIN sizes s ON s.key = h.key WHERE s.size <= %s)
+"""  # noqa: S608 - table names only
+
+
 def find_candidates(record_id: int | None, keys: list[str]) -> Candidates:
-    """Records sharing a blocking key with this one and confirmed as some person.
+    """Records sharing a blocking key with this one and confirmed as some person (CONFIRMED).
 
     A block larger than MATCH_BLOCK_CAP says little (a shared common value) and costs much;
     it is skipped and reported rather than silently truncated.
     """
+    if not keys:
+        return Candidates(records=[])
     cap = settings.MATCH_BLOCK_CAP
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for key, other in (
-        BlockingKey.objects.filter(key__in=keys).exclude(record_id=record_id or 0).values_list("key", "record_id")
-    ):
-        by_key[key].append(other)
-    oversized = {}
-    ids: set[int] = set()
-    for key, members in by_key.items():
-        if len(members) > cap:
-            oversized[pass_of(key)] = max(oversized.get(pass_of(key), 0), len(members))
+    with connection.cursor() as cursor:
+        cursor.execute(_CANDIDATES.format(keys=", ".join(["%s"] * len(keys))),
+                       [*keys, record_id or 0, cap, LinkState.MATCH.value, cap])  # fmt: skip
+        rows = cursor.fetchall()
+    oversized: dict[str, int] = {}
+    records = []
+    for pk, norm, person, key, size in rows:
+        if key is not None:
+            oversized[pass_of(key)] = max(oversized.get(pass_of(key), 0), int(size))
         else:
-            ids.update(members)
-    rows = (
-        PatientRecord.objects.filter(pk__in=ids, active=True)
-        .annotate(person_id=current_person_subquery(CONFIRMED))
-        .values_list("pk", "norm", "person_id")
-    )
-    return Candidates(
-        records=[Candidate(pk, norm, person) for pk, norm, person in rows if person is not None],
-        oversized_passes=oversized,
-    )
+            records.append(Candidate(pk, json.loads(norm) if isinstance(norm, str) else norm, person))
+    records.sort(key=lambda candidate: candidate.record_id)
+    return Candidates(records=records, oversized_passes=oversized)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from django.db import connection
 from hie.orgs.services import create_organization
 from matching.batch import match_batch
 from matching.csv_input import HEADER, parse_row
-from matching.models import Link, LinkState, PatientRecord
+from matching.models import BlockingKey, Link, LinkState, PatientRecord
 from matching.services import match_record
 from matching.synthetic import generate
 from tests.matching.factories import load
@@ -103,6 +103,18 @@ def test_import_loads_and_matches_a_members_file(tmp_path, django_capture_on_com
     ).count() == len(rows)
     # The planner's statistics know the load (blocking-key look-ups stay index scans).
     assert table_statistics(PatientRecord) > 0
+
+
+def test_a_load_committed_outside_a_transaction_is_vacuumed_too(audit_rows_flushable, tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL visibility map")
+    create_organization(name="Riverside", identifier_systems=["urn:oid:9.1"])
+    write_csv(tmp_path / "in.csv", [{**row, "org_id": ""} for row in generate(30, seed=5).rows])
+    call_command("import_patients", str(tmp_path / "in.csv"), "--org", "Riverside")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relallvisible FROM pg_class WHERE relname = %s", [BlockingKey._meta.db_table])
+        # Pages all visible: a block of keys is read from the index alone.
+        assert cursor.fetchone()[0] > 0
 
 
 def table_statistics(model) -> int:
