@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hie.bulk import allocate_ids, insert_rows
+from hie.bulk import allocate_ids, among, insert_rows
 from matching.blocking import pass_of
 from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
@@ -82,13 +82,14 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     linked_already = set()
     for part in _chunks(sorted(record_ids)):
         linked_already.update(
-            Link.objects.filter(record_id__in=part, state__in=CURRENT_STATES).values_list("record_id", flat=True)
+            Link.objects.filter(record_id__in=among(part), state__in=CURRENT_STATES).values_list("record_id", flat=True)
         )
     batch = []  # (pk, norm, the record's fields for its golden record)
     for part in _chunks(sorted(set(record_ids) - linked_already)):
         for row in (
             PatientRecord.objects.select_for_update()
-            .filter(pk__in=part, active=True, match_state=MatchState.PENDING)
+            .filter(pk__in=among(part), active=True, match_state=MatchState.PENDING)
+            .order_by("pk")  # records are decided in id order
             .values("pk", *GOLDEN_FIELDS)
         ):
             batch.append((row["pk"], row["norm"], row))
@@ -100,7 +101,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     batch_ids = [pk for pk, _, _ in batch]
     key_rows = []
     for part in _chunks(batch_ids, 20_000):
-        key_rows += _rows(BlockingKey.objects.filter(record_id__in=part).values_list("key", "record_id"))
+        key_rows += _rows(BlockingKey.objects.filter(record_id__in=among(part)).values_list("key", "record_id"))
     keys = sorted({key for key, _ in key_rows})
     lock_blocking_keys(keys)
     # Candidates are the batch's own records and records already linked to a person; other
@@ -110,7 +111,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     if Link.objects.filter(state__in=CONFIRMED).exists():
         for part in _chunks(keys):
             block_rows += list(
-                BlockingKey.objects.filter(key__in=part, record__links__state__in=CONFIRMED).values_list(
+                BlockingKey.objects.filter(key__in=among(part), record__links__state__in=CONFIRMED).values_list(
                     "key", "record_id"
                 )
             )
@@ -121,14 +122,16 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         outcome.oversized_passes[pass_of(key)] = max(outcome.oversized_passes.get(pass_of(key), 0), int(size))
     blocks = blocks[sizes <= settings.MATCH_BLOCK_CAP]
     pairs = pd.DataFrame(key_rows, columns=["key", "record"]).merge(blocks, on="key")[["record", "other"]]
-    pairs = pairs[pairs["record"] != pairs["other"]].drop_duplicates()
+    # In id order, as the single path's candidates are: equal scores are settled the same way.
+    pairs = pairs[pairs["record"] != pairs["other"]].drop_duplicates().sort_values(["record", "other"])
 
     # Who is already someone: linked records outside the batch.
     others = sorted(set(pairs["other"]) - set(batch_ids))
     known = {}
     for part in _chunks(others):
         for pk, norm, person in (
-            PatientRecord.objects.filter(pk__in=part, active=True)
+            PatientRecord.objects.filter(pk__in=among(part), active=True)
+            .order_by("pk")
             .annotate(person_id=current_person_subquery(CONFIRMED))
             .values_list("pk", "norm", "person_id")
         ):
@@ -157,7 +160,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     refused = defaultdict(set)
     for part in _chunks(batch_ids):
         for record_id, person_id in Link.objects.filter(
-            record_id__in=part, state=LinkState.NO_MATCH, source=LinkSource.MANUAL
+            record_id__in=among(part), state=LinkState.NO_MATCH, source=LinkSource.MANUAL
         ).values_list("record_id", "person_id"):
             refused[record_id].add(("db", person_id))
 
@@ -241,7 +244,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         ),
     )
     for part in _chunks(batch_ids, 50_000):
-        PatientRecord.objects.filter(pk__in=part).update(match_state=MatchState.DONE)
+        PatientRecord.objects.filter(pk__in=among(part)).update(match_state=MatchState.DONE)
     # Persons made in this batch hold only batch records, whose fields are in memory; persons
     # that existed before also hold records read from the database.
     members: dict[int, list[SimpleNamespace]] = defaultdict(list)

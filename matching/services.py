@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
-from hie.bulk import allocate_ids, insert_rows
+from hie.bulk import allocate_ids, among, insert_rows
 from hie.exceptions import (
     Conflict,
     Forbidden,
@@ -453,7 +453,7 @@ def refresh_golden_records(person_ids: list[int], chunk: int = 2000) -> None:
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         records: dict[int, list[SimpleNamespace]] = {person_id: [] for person_id in part}
-        rows = Link.objects.filter(person_id__in=part, state__in=CURRENT_STATES).values(
+        rows = Link.objects.filter(person_id__in=among(part), state__in=CURRENT_STATES).values(
             "person_id", *(f"record__{name}" for name in GOLDEN_FIELDS)
         )
         for row in rows:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hie.bulk import among
 from matching.blocking import blocking_keys, candidate_pairs, pass_of
 from matching.compare import FIELDS, MISSING, RecordTable, compare, level_of
 from matching.models import MatchModel, ModelStatus, PairLabel, PatientRecord, TrainingRun
@@ -220,7 +221,9 @@ def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
         ids = list(PatientRecord.objects.filter(active=True).order_by("pk").values_list("pk", flat=True))
         if len(ids) > max_records:
             ids = sorted(np.random.default_rng(len(ids)).choice(ids, max_records, replace=False).tolist())
-        norms_by_id = dict(PatientRecord.objects.filter(pk__in=ids).values_list("pk", "norm").iterator(chunk_size=5000))
+        norms_by_id = dict(
+            PatientRecord.objects.filter(pk__in=among(ids)).values_list("pk", "norm").iterator(chunk_size=5000)
+        )
         position = {record_id: i for i, record_id in enumerate(ids)}
         norms = [norms_by_id[i] for i in ids]
         labels = [
