@@ -22,7 +22,7 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "HIE node: http://$(HOST):$(PORT)/console/   FHIR base: http://$(HOST):$(PORT)/fhir   health: http://$(HOST):$(PORT)/healthz"
-	@echo "HL7 v2 over MLLP: $(HOST):$(MLLP_PORT)   (try: $(BIN)/mllp_send -p $(MLLP_PORT) -f docs/samples/adt_a04.hl7 $(HOST))"
+	@echo "HL7 v2 over MLLP: $(HOST):$(MLLP_PORT)   (try: $(BIN)/mllp_send --loose -p $(MLLP_PORT) -f docs/samples/adt_a04.hl7 $(HOST))"
 	@echo ""
 	$(BIN)/python manage.py mllp_listen --host $(HOST) --port $(MLLP_PORT) & \
 	  trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
