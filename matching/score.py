@@ -52,8 +52,8 @@ RULE_HOUSEHOLD = "household"  # same family and home or phone, clearly different
 RULE_SSN_CONFLICT = "ssn_conflict"  # two different valid SSNs: a person decides
 RULE_BIRTH_CONFLICT = "birth_date_conflict"  # both birth dates known and far apart: namesakes, a person decides
 RULE_NAMES_DIFFER = "names_differ"  # given and family names both disagree: whatever else agrees, a person decides
-# Same family name and birth date, given names only alike (Sandra and Sarah, Lisa and Linda): twins or a
-# misspelling; a person decides.
+# Same family name and birth date, given names only alike (Sandra and Sarah, Lisa and Linda), or spelled
+# almost alike (Theresa and Teresa) without the same middle name: twins or a misspelling; a person decides.
 RULE_POSSIBLE_TWINS = "possible_twins"
 RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT,
          RULE_NAMES_DIFFER, RULE_POSSIBLE_TWINS)  # fmt: skip
@@ -208,7 +208,12 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
     similar_family = family >= level_of("family", "similar")
     near_birth = birth >= level_of("birth_date", "one_digit")
     different_given = given == level_of("given", "different")
-    alike_given = (given == level_of("given", "initial")) | (given == level_of("given", "similar"))
+    middle = levels[:, FIELD_INDEX["middle"]]
+    alike_given = (
+        (given == level_of("given", "initial"))
+        | (given == level_of("given", "similar"))
+        | ((given == level_of("given", "very_similar")) & (middle != level_of("middle", "exact")))
+    )
     shared_home = (address >= level_of("address", "similar_street")) | (phone == level_of("phone", "same"))
     # Relatives do not share an SSN: agreement on it overrides the relative rules.
     same_ssn = ssn >= level_of("ssn", "one_digit")

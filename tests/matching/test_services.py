@@ -95,6 +95,20 @@ def test_twins_with_alike_given_names_are_left_to_a_person(django_capture_on_com
     assert link.person_id == person_of(sandra).pk  # her provisional person, until someone decides
 
 
+def test_names_spelled_almost_alike_are_twins_to_a_person_unless_the_middle_names_agree(
+    django_capture_on_commit_callbacks,
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        theresa = register(organization(), given_name="Theresa", middle_name="Ann", ssn="").record
+        teresa = register(organization(), given_name="Teresa", middle_name="Marie", ssn="").record
+        # The same spelling variant with the same middle name: a typing slip of one person.
+        theresa_again = register(organization(), given_name="Teresa", middle_name="Ann", ssn="").record
+    assert current_link(teresa.pk).state == LinkState.POSSIBLE_MATCH
+    assert "possible_twins" in current_link(teresa.pk).contributions["rules"]
+    assert current_link(theresa_again.pk).state == LinkState.MATCH
+    assert person_of(theresa_again) == person_of(theresa)
+
+
 def test_a_person_holding_a_twin_of_the_new_record_is_left_to_a_person(django_capture_on_commit_callbacks, staff):
     from matching.services import link_record
 
