@@ -88,12 +88,20 @@ def start_gather(*, requester: Organization, person: Person, purpose: str, idemp
 
 
 def _settle(job: GatherJob) -> None:
-    statuses = set(job.calls.values_list("status", flat=True))
-    if statuses - FINAL:
-        return
-    job.status = JobStatus.DONE if statuses <= {CallStatus.DONE, CallStatus.SKIPPED} else JobStatus.PARTIAL
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "finished_at"])
+    """End the job once every call has ended.
+
+    The job's row is locked first: two calls ending at once on two workers would otherwise each
+    read the other as still running, and neither would end the job. The second to take the lock
+    reads the first's outcome, committed.
+    """
+    with transaction.atomic():
+        GatherJob.objects.select_for_update().filter(pk=job.pk).exists()
+        statuses = set(CustodianCall.objects.filter(job_id=job.pk).values_list("status", flat=True))
+        if statuses - FINAL:
+            return
+        job.status = JobStatus.DONE if statuses <= {CallStatus.DONE, CallStatus.SKIPPED} else JobStatus.PARTIAL
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "finished_at"])
 
 
 @dataclass

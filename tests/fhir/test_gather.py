@@ -172,3 +172,48 @@ def test_only_the_requester_sees_its_job(network, member):
     location = gather(requester).headers["Content-Location"]
     stranger = member("Stranger")
     assert requests.get(f"{stranger.base}{location}", headers=stranger.headers(), timeout=10).status_code == 404
+
+
+def test_two_calls_ending_at_once_on_two_workers_end_their_job(audit_rows_flushable, monkeypatch):
+    """Each worker's transaction has marked its own call done when both settle the job: the
+    second to settle must see the first's call ended."""
+    import threading
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from hie.exchange import services
+    from hie.orgs.services import create_organization
+    from matching.models import Person
+
+    if connection.vendor != "postgresql":
+        pytest.skip("two concurrent transactions need PostgreSQL")
+    requester, hospital, lab = (create_organization(name=n, identifier_systems=[f"urn:oid:9.9.{i}"])
+                                for i, n in enumerate(["Requester", "Hospital", "Lab"]))  # fmt: skip
+    job = GatherJob.objects.create(requester=requester, person=Person.objects.create(euid="ESETTLE0000001"),
+                                   purpose="TREAT", idempotency_key="k", status=JobStatus.RUNNING,
+                                   deadline=timezone.now() + timedelta(minutes=5))  # fmt: skip
+    calls = [CustodianCall.objects.create(job=job, custodian=c, status=CallStatus.PENDING) for c in (hospital, lab)]
+    both_marked = threading.Barrier(2)
+    real_settle = services._settle
+
+    def settle_when_both_marked(job: GatherJob) -> None:
+        both_marked.wait(timeout=10)  # neither transaction has committed its call yet
+        real_settle(job)
+
+    monkeypatch.setattr(services, "_settle", settle_when_both_marked)
+
+    def finish(call_id: int) -> None:
+        try:
+            services._succeeded(call_id, 0)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=finish, args=(call.pk,)) for call in calls]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE
