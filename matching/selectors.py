@@ -79,7 +79,8 @@ _CANDIDATES = f"""
     SELECT NULL, NULL, NULL, key, size FROM sizes WHERE size > %s
     UNION ALL
     SELECT r.id, r.norm, l.person_id, NULL, NULL
-    FROM {PatientRecord._meta.db_table} r JOIN {Link._meta.db_table} l ON l.record_id = r.id AND l.state = %s
+    FROM {PatientRecord._meta.db_table} r
+    JOIN {Link._meta.db_table} l ON l.record_id = r.id AND l.state IN ({", ".join(["%s"] * len(CONFIRMED))})
     WHERE r.active AND r.id IN (SELECT h.record_id FROM hits h JOIN sizes s ON s.key = h.key WHERE s.size <= %s)
 """  # noqa: S608 - table names only
 
@@ -95,7 +96,7 @@ def find_candidates(record_id: int | None, keys: list[str]) -> Candidates:
     cap = settings.MATCH_BLOCK_CAP
     with connection.cursor() as cursor:
         cursor.execute(_CANDIDATES.format(keys=", ".join(["%s"] * len(keys))),
-                       [*keys, record_id or 0, cap, LinkState.MATCH.value, cap])  # fmt: skip
+                       [*keys, record_id or 0, cap, *CONFIRMED, cap])  # fmt: skip
         rows = cursor.fetchall()
     oversized: dict[str, int] = {}
     records = []

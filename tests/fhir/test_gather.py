@@ -3,17 +3,24 @@ breaker, dead letters and their replay, the pause switch, the deadline, and idem
 
 import base64
 import hashlib
+import threading
 import time
+from datetime import timedelta
 
 import pytest
 import requests
+from django.db import connection
+from django.utils import timezone
 from fhir.resources.R4B.task import Task
 
 from consent.models import MemberPolicy
 from hie.audit.services import Actor
+from hie.exchange import services
 from hie.exchange.models import CallStatus, CustodianCall, DeadLetter, GatherJob, JobStatus
 from hie.exchange.services import replay_dead_letter, set_endpoint_paused, sweep_jobs
 from hie.locator.models import CustodianAccess, DocumentEntry
+from hie.orgs.services import create_organization
+from matching.models import Person
 from tests.fhir.conftest import patient
 from tests.fhir.custodian import CLIENT_ID, CLIENT_SECRET
 
@@ -177,16 +184,6 @@ def test_only_the_requester_sees_its_job(network, member):
 def test_two_calls_ending_at_once_on_two_workers_end_their_job(audit_rows_flushable, monkeypatch):
     """Each worker's transaction has marked its own call done when both settle the job: the
     second to settle must see the first's call ended."""
-    import threading
-    from datetime import timedelta
-
-    from django.db import connection
-    from django.utils import timezone
-
-    from hie.exchange import services
-    from hie.orgs.services import create_organization
-    from matching.models import Person
-
     if connection.vendor != "postgresql":
         pytest.skip("two concurrent transactions need PostgreSQL")
     requester, hospital, lab = (create_organization(name=n, identifier_systems=[f"urn:oid:9.9.{i}"])
