@@ -6,18 +6,17 @@ batch in a few queries and scores every pair in one vectorised pass.
 """
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from hie.bulk import allocate_ids, among, insert_rows
-from matching.blocking import pass_of
+from matching.blocking import block_pairs
 from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
 from matching.models import (
@@ -115,43 +114,37 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
                     "key", "record_id"
                 )
             )
-    blocks = pd.DataFrame(block_rows, columns=["key", "other"])
-    sizes = blocks.groupby("key")["other"].transform("size")
-    oversized = blocks[sizes > settings.MATCH_BLOCK_CAP].groupby("key").size()
-    for key, size in oversized.items():
-        outcome.oversized_passes[pass_of(key)] = max(outcome.oversized_passes.get(pass_of(key), 0), int(size))
-    blocks = blocks[sizes <= settings.MATCH_BLOCK_CAP]
-    pairs = pd.DataFrame(key_rows, columns=["key", "record"]).merge(blocks, on="key")[["record", "other"]]
-    # In id order, as the single path's candidates are: equal scores are settled the same way.
-    pairs = pairs[pairs["record"] != pairs["other"]].drop_duplicates().sort_values(["record", "other"])
-
-    # Who is already someone: linked records outside the batch.
-    others = sorted(set(pairs["other"]) - set(batch_ids))
+    # Who is already someone: linked records outside the batch that share a block with it
+    # (blocks over the cap are skipped below).
+    sizes = Counter(key for key, _ in block_rows)
+    others = sorted({r for key, r in block_rows if sizes[key] <= settings.MATCH_BLOCK_CAP} - set(batch_ids))
     known = {}
     for part in _chunks(others):
         for pk, norm, person in (
             PatientRecord.objects.filter(pk__in=among(part), active=True)
-            .order_by("pk")
             .annotate(person_id=current_person_subquery(CONFIRMED))
             .values_list("pk", "norm", "person_id")
         ):
             if person is not None:
                 known[pk] = (norm, person)
-    # The decider of each pair is its later record: linked records (rank -1) come before the batch.
-    order = pd.Series(np.arange(len(batch_ids)), index=batch_ids)
-    rank = pd.concat([order, pd.Series(-1, index=list(known), dtype=np.int64)]) if known else order
-    other_rank = pairs["other"].map(rank)
-    pairs = pairs[other_rank.notna().to_numpy() & (other_rank < pairs["record"].map(order)).to_numpy()]
 
-    positions = {pk: i for i, pk in enumerate(batch_ids)}
-    norms = [norm for _, norm, _ in batch]
-    for pk, (norm, _) in known.items():
-        positions[pk] = len(norms)
-        norms.append(norm)
-    table = RecordTable(norms)
-    position_of = pd.Series(positions)
-    left = pairs["record"].map(position_of).to_numpy(np.int64)
-    right = pairs["other"].map(position_of).to_numpy(np.int64)
+    # One table of the batch and the known records, in id order (the order the single path
+    # ranks candidates in, so equal scores are settled the same way).
+    norm_of = {pk: norm for pk, norm, _ in batch}
+    norm_of.update((pk, norm) for pk, (norm, _) in known.items())
+    table_ids = np.array(sorted(norm_of), dtype=np.int64)
+    table = RecordTable([norm_of[pk] for pk in table_ids.tolist()])
+    in_batch = np.isin(table_ids, batch_ids)
+    # The decider of each pair is its later record: linked records (rank -1) come before the batch.
+    ranks = np.where(in_batch, np.arange(len(table_ids)), -1)
+    entry_ids = np.array([record for _, record in block_rows], dtype=np.int64)
+    position = np.searchsorted(table_ids, entry_ids)
+    filed = (position < len(table_ids)) & (table_ids[np.minimum(position, len(table_ids) - 1)] == entry_ids)
+    # Blocks are counted with every record filed under them, as find_candidates counts them.
+    entries = np.where(filed, position, -1)
+    cap = settings.MATCH_BLOCK_CAP
+    left, right, oversized = block_pairs([key for key, _ in block_rows], entries, ranks, in_batch, cap)
+    outcome.oversized_passes = oversized
     scorer = active_scorer()
     scored = scorer.score(table, left, right)
     outcome.candidate_pairs = len(left)
@@ -164,19 +157,21 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         ).values_list("record_id", "person_id"):
             refused[record_id].add(("db", person_id))
 
-    # Pair indices grouped by the record that decides them (numpy, not a loop over millions of pairs).
-    deciders = pairs["record"].to_numpy()
-    by_decider = np.argsort(deciders, kind="stable")
-    starts = np.searchsorted(deciders[by_decider], batch_ids, side="left")
-    ends = np.searchsorted(deciders[by_decider], batch_ids, side="right")
-    other_ids = pairs["other"].to_numpy()
+    # Pairs come grouped by the record that decides them (left), in table order.
+    batch_positions = np.flatnonzero(in_batch)
+    starts = np.searchsorted(left, batch_positions, side="left").tolist()
+    ends = np.searchsorted(left, batch_positions, side="right").tolist()
+    other_ids = table_ids[right].tolist()
     person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
     decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
     new_persons = 0
     for n, record_id in enumerate(batch_ids):
-        candidates = ((person_of.get(int(other_ids[i])), i) for i in by_decider[starts[n] : ends[n]].tolist())
-        ranked = rank_persons(((token, i) for token, i in candidates
-                               if token is not None and token not in refused[record_id]), scored)  # fmt: skip
+        ranked = []
+        if starts[n] < ends[n]:
+            refusals = refused.get(record_id, ())
+            candidates = ((person_of.get(other_ids[i]), i) for i in range(starts[n], ends[n]))
+            ranked = rank_persons(((token, i) for token, i in candidates
+                                   if token is not None and token not in refusals), scored)  # fmt: skip
         decision = decide(ranked[0][2] if ranked else None)
         if decision == "new_person":
             token, state, pair = ("new", new_persons), LinkState.MATCH, None

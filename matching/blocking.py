@@ -82,23 +82,51 @@ def pass_of(key: str) -> str:
     return key.split(":", 1)[0]
 
 
-def candidate_pairs(record_keys: list[list[str]], cap: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """All pairs (i < j) of records, by position, that share a blocking key, without repeats.
+def block_pairs(
+    keys: list[str], positions: np.ndarray, ranks: np.ndarray, decides: np.ndarray, cap: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Pairs of records that share a blocking key, each once, as (later, earlier) positions.
 
-    Blocks larger than `cap` are skipped; returns the largest skipped block per pass.
+    Entry n files the record at `positions[n]` under `keys[n]`; an entry at position -1 counts
+    towards its block's size but pairs with nobody (a record that cannot be a candidate). Within
+    a pair the record of the higher rank (`ranks`, per position) is the later one, and a pair is
+    made only where the later record `decides` (per position). Pairs come sorted by later then
+    earlier position. Blocks of more than `cap` entries are skipped; returns the largest skipped
+    block per pass.
+    """
+    empty = np.zeros(0, np.int64)
+    if not len(keys):
+        return empty, empty, {}
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
+    sizes = np.bincount(codes)
+    oversized: dict[str, int] = {}
+    for code in np.flatnonzero(sizes > cap).tolist():
+        name = pass_of(uniques[code])
+        oversized[name] = max(oversized.get(name, 0), int(sizes[code]))
+    positions = np.asarray(positions, dtype=np.int64)
+    keep = (sizes[codes] > 1) & (sizes[codes] <= cap) & (positions >= 0)
+    codes, positions = codes[keep], positions[keep]
+    order = np.lexsort((positions, ranks[positions], codes))  # by block, then rank
+    codes, positions = codes[order], positions[order]
+    # Each deciding entry pairs with the entries before it in its block.
+    first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    block_start = np.repeat(first, np.diff(np.r_[first, len(codes)]))
+    counts = np.where(decides[positions], np.arange(len(codes)) - block_start, 0)
+    later = np.repeat(np.arange(len(codes)), counts)
+    earlier = block_start[later] + np.arange(len(later)) - np.repeat(np.cumsum(counts) - counts, counts)
+    width = np.int64(len(ranks))
+    unique = np.unique(positions[later] * width + positions[earlier])
+    return unique // width, unique % width, oversized
+
+
+def candidate_pairs(record_keys: list[list[str]], cap: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """All pairs (i < j) of records, by position, that share a blocking key, without repeats,
+    sorted by i then j. Blocks larger than `cap` are skipped; returns the largest skipped block per pass.
     """
     positions = np.repeat(np.arange(len(record_keys)), [len(keys) for keys in record_keys])
-    keys = pd.Series([key for keys in record_keys for key in keys], dtype="string")
-    frame = pd.DataFrame({"key": pd.factorize(keys)[0], "position": positions})
-    sizes = frame.groupby("key")["position"].transform("size")
-    oversized: dict[str, int] = {}
-    if (sizes > cap).any():
-        for key, size in zip(keys[(sizes > cap).to_numpy()], sizes[sizes > cap], strict=True):
-            oversized[pass_of(key)] = max(oversized.get(pass_of(key), 0), int(size))
-    frame = frame[(sizes > 1) & (sizes <= cap)]
-    pairs = frame.merge(frame, on="key", suffixes=("_l", "_r"))
-    pairs = pairs[pairs["position_l"] < pairs["position_r"]]
-    unique = np.unique(pairs[["position_l", "position_r"]].to_numpy(dtype=np.int64), axis=0)
-    if not len(unique):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), oversized
-    return unique[:, 0], unique[:, 1], oversized
+    everyone = np.arange(len(record_keys))
+    later, earlier, oversized = block_pairs(
+        [key for keys in record_keys for key in keys], positions, everyone, np.ones(len(record_keys), bool), cap
+    )
+    order = np.lexsort((later, earlier))
+    return earlier[order], later[order], oversized

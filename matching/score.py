@@ -10,6 +10,7 @@ Jr/Sr pairs are never linked automatically.
 import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from django.conf import settings
@@ -89,13 +90,13 @@ def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -
     best pair, its person_probability). One ranking for match-on-write, batch matching and $match."""
     best: dict[Hashable, int] = {}
     conflicting = set()  # persons one of whose records conflicts with the record (CONFLICT_RULES)
+    probability, conflicts = scored.probabilities, scored.conflicts
     for person, i in pairs:
-        if scored.rules[i] & CONFLICT_BITS:
+        if conflicts[i]:
             conflicting.add(person)
-        if person not in best or scored.probability[i] > scored.probability[best[person]]:
+        if person not in best or probability[i] > probability[best[person]]:
             best[person] = i
-    ranked = [(person, i, person_probability(float(scored.probability[i]), person in conflicting))
-              for person, i in best.items()]  # fmt: skip
+    ranked = [(person, i, person_probability(probability[i], person in conflicting)) for person, i in best.items()]
     return sorted(ranked, key=lambda item: item[2], reverse=True)
 
 
@@ -120,6 +121,16 @@ class ScoredPairs:
     weights: np.ndarray  # (pairs, fields) log2 Bayes factors; 0 where a side is missing
     probability: np.ndarray  # (pairs,) after rules
     rules: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit i set: RULES[i] applied
+
+    @cached_property
+    def probabilities(self) -> list[float]:
+        """`probability` as a list, for loops that visit pairs one at a time."""
+        return self.probability.tolist()
+
+    @cached_property
+    def conflicts(self) -> list[bool]:
+        """Per pair: whether a CONFLICT_RULES rule applied."""
+        return ((self.rules & CONFLICT_BITS) != 0).tolist()
 
     def rules_of(self, i: int) -> list[str]:
         return [name for bit, name in enumerate(RULES) if self.rules[i] >> bit & 1]
