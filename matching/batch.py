@@ -44,7 +44,6 @@ from matching.services import (
     decide,
     match_record,
     refresh_golden_records,
-    write_golden_records,
 )
 from matching.survivorship import build_golden_record
 
@@ -191,12 +190,20 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
                           ranked[:REVIEW_CANDIDATES] if decision == "review" else []))  # fmt: skip
 
     now = timezone.now()
+    # Persons made in this batch hold only batch records, whose fields are in memory: each is
+    # written with its golden record. Persons that existed before are refreshed at the end.
+    members: list[list[SimpleNamespace]] = [[] for _ in range(new_persons)]
+    fields_of = {pk: fields for pk, _, fields in batch}
+    for record_id, token, *_ in decisions:
+        if token[0] == "new":
+            members[token[1]].append(SimpleNamespace(**fields_of[record_id]))
     created = allocate_ids(Person, new_persons)
     insert_rows(
         Person,
         ("id", "euid", "status", "golden", "created_at", "updated_at"),
-        ((pk, new_euid(), PersonStatus.ACTIVE, {}, now, now) for pk in created),
-    )
+        ((pk, new_euid(), PersonStatus.ACTIVE, build_golden_record(records), now, now)
+         for pk, records in zip(created, members, strict=True)),
+    )  # fmt: skip
 
     def person_id(token: tuple) -> int:
         return token[1] if token[0] == "db" else created[token[1]]
@@ -240,15 +247,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     )
     for part in _chunks(batch_ids, 50_000):
         PatientRecord.objects.filter(pk__in=among(part)).update(match_state=MatchState.DONE)
-    # Persons made in this batch hold only batch records, whose fields are in memory; persons
-    # that existed before also hold records read from the database.
-    members: dict[int, list[SimpleNamespace]] = defaultdict(list)
-    fields_of = {pk: fields for pk, _, fields in batch}
-    for record_id, token, _state, _, _, _ in decisions:
-        if token[0] == "new":
-            members[person_id(token)].append(SimpleNamespace(**fields_of[record_id]))
-    write_golden_records([(person, build_golden_record(records)) for person, records in members.items()], now)
-    refresh_golden_records(sorted({link[1] for link in links} - set(members)))
+    refresh_golden_records(sorted({link[1] for link in links} - set(created)))
     if outcome.oversized_passes:
         logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})
     return outcome

@@ -111,13 +111,19 @@ def _digits_matrix(dates: np.ndarray) -> np.ndarray:
 
 
 def _similarity_where(
-    a: np.ndarray, b: np.ndarray, where: np.ndarray, scorer=JaroWinkler.normalized_similarity
+    p: "_Pairs", name: str, where: np.ndarray, scorer=JaroWinkler.normalized_similarity
 ) -> np.ndarray:
-    """String similarity of the pairs in `where` (elsewhere 0): only where it can change the level."""
-    out = np.zeros(len(a))
+    """String similarity of column `name` for the pairs in `where` (elsewhere 0): only where it can
+    change the level, and once per distinct pair of values (names and towns repeat)."""
+    out = np.zeros(len(p.left))
     idx = np.flatnonzero(where)
     if len(idx):
-        out[idx] = cpdist(list(a[idx]), list(b[idx]), scorer=scorer, workers=1)
+        a, b, _ = p.codes(name)
+        width = np.int64(len(getattr(p.t, f"{name}_uniques")))
+        distinct, inverse = np.unique(a[idx] * width + b[idx], return_inverse=True)
+        uniques = getattr(p.t, f"{name}_uniques")
+        similarity = cpdist(list(uniques[distinct // width]), list(uniques[distinct % width]), scorer=scorer, workers=1)
+        out[idx] = similarity[inverse]
     return out
 
 
@@ -141,22 +147,18 @@ class _Pairs:
         codes, missing = getattr(self.t, f"{name}_code"), getattr(self.t, f"{name}_missing")
         return codes[self.left], codes[self.right], missing[self.left] | missing[self.right]
 
-    def text(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        column = getattr(self.t, name)
-        return column[self.left], column[self.right]
-
 
 def _given(p: _Pairs) -> np.ndarray:
     t = p.t
     a, b, missing = p.codes("given")
     exact = a == b
     nickname = np.isin(a * t.given_codebook + b, t.nickname_pairs) & ~exact
-    left_text, right_text = p.text("given")
-    jw = _similarity_where(left_text, right_text, ~exact & ~missing & ~nickname)
+    jw = _similarity_where(p, "given", ~exact & ~missing & ~nickname)
     # A short form the nickname list lacks (Mari for Marisol): one name begins the other. Checked
     # only where the similarity leaves it in doubt.
-    for i in np.flatnonzero((jw >= 0.80) & (jw < 0.92)):
-        shorter, longer = sorted((left_text[i], right_text[i]), key=len)
+    doubtful = np.flatnonzero((jw >= 0.80) & (jw < 0.92))
+    for i, x, y in zip(doubtful.tolist(), a[doubtful].tolist(), b[doubtful].tolist(), strict=True):
+        shorter, longer = sorted((t.given_uniques[x], t.given_uniques[y]), key=len)
         nickname[i] = len(shorter) >= 3 and longer.startswith(shorter)
     one_is_initial = ((t.given_length[p.left] == 1) | (t.given_length[p.right] == 1)) & (
         t.given_initial[p.left] == t.given_initial[p.right]
@@ -169,7 +171,7 @@ def _family(p: _Pairs) -> np.ndarray:
     a, b, missing = p.codes("family")
     exact = a == b
     shared = _any_shared(p.t.family_tokens[p.left], p.t.family_tokens[p.right]) & ~exact
-    jw = _similarity_where(*p.text("family"), ~exact & ~missing & ~shared)
+    jw = _similarity_where(p, "family", ~exact & ~missing & ~shared)
     level = np.select([exact, shared, jw >= 0.92, jw >= 0.80], [4, 3, 2, 1], default=0)
     return np.where(missing, MISSING, level)
 
@@ -200,7 +202,7 @@ def _ssn(p: _Pairs) -> np.ndarray:
     a, b, full_missing = p.codes("ssn")
     a4, b4, four_missing = p.codes("ssn4")
     full = ~full_missing
-    edits = _similarity_where(*p.text("ssn"), full & (a != b), scorer=DamerauLevenshtein.distance)
+    edits = _similarity_where(p, "ssn", full & (a != b), scorer=DamerauLevenshtein.distance)
     last_four = ~four_missing & (a4 == b4)
     level = np.select([full & (a == b), full & (edits == 1), last_four], [3, 2, 1], default=0)
     return np.where(four_missing, MISSING, level)
@@ -217,12 +219,12 @@ def _address(p: _Pairs) -> np.ndarray:
     postal_a, postal_b, postal_missing = p.codes("postal")
     city_a, city_b, city_missing = p.codes("city")
     same_postal = ~postal_missing & (postal_a == postal_b)
-    city_jw = _similarity_where(*p.text("city"), ~city_missing & (city_a != city_b))
+    city_jw = _similarity_where(p, "city", ~city_missing & (city_a != city_b))
     same_city = ~city_missing & ((city_a == city_b) | (city_jw >= 0.90))
     # A street line agrees only within the same ZIP code or city (or where neither is known).
     place_agrees = same_postal | (postal_missing & (same_city | city_missing))
     same_line = ~line_missing & (line_a == line_b)
-    jw = _similarity_where(*p.text("address"), ~line_missing & ~same_line & place_agrees)
+    jw = _similarity_where(p, "address", ~line_missing & ~same_line & place_agrees)
     level = np.select(
         [same_line & place_agrees, ~line_missing & (jw >= 0.88) & place_agrees, same_postal, same_city],
         [4, 3, 2, 1],

@@ -96,7 +96,8 @@ def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -
             conflicting.add(person)
         if person not in best or probability[i] > probability[best[person]]:
             best[person] = i
-    ranked = [(person, i, person_probability(probability[i], person in conflicting)) for person, i in best.items()]
+    ranked = [(person, i, person_probability(probability[i], True) if person in conflicting else probability[i])
+              for person, i in best.items()]  # fmt: skip
     return sorted(ranked, key=lambda item: item[2], reverse=True)
 
 
@@ -133,7 +134,8 @@ class ScoredPairs:
         return ((self.rules & CONFLICT_BITS) != 0).tolist()
 
     def rules_of(self, i: int) -> list[str]:
-        return [name for bit, name in enumerate(RULES) if self.rules[i] >> bit & 1]
+        applied = int(self.rules[i])
+        return [name for bit, name in enumerate(RULES) if applied >> bit & 1] if applied else []
 
 
 class Scorer:
@@ -182,16 +184,10 @@ class Scorer:
 
     def explain(self, scored: ScoredPairs, i: int) -> dict:
         """What each field contributed to pair i, for reviewers and for the stored link."""
-        fields = []
-        for j, f in enumerate(FIELDS):
-            level = int(scored.levels[i, j])
-            fields.append(
-                {
-                    "field": f.name,
-                    "level": "missing" if level == MISSING else f.levels[level],
-                    "weight": round(float(scored.weights[i, j]), 2),
-                }
-            )
+        fields = [
+            {"field": f.name, "level": "missing" if level == MISSING else f.levels[level], "weight": round(weight, 2)}
+            for f, level, weight in zip(FIELDS, scored.levels[i].tolist(), scored.weights[i].tolist(), strict=True)
+        ]
         return {
             "model_version": self.version,
             "prior_weight": round(self.prior_weight, 2),
