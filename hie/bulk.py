@@ -7,7 +7,9 @@ model save() and signals, which the node does not use for these tables.
 """
 
 import json
-from collections.abc import Iterable, Sequence
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from django.db import connection
 from django.db.models import Model
@@ -79,3 +81,20 @@ def analyze(*models: type[Model]) -> None:
     with connection.cursor() as cursor:
         for model in models:
             cursor.execute(f"{command} {connection.ops.quote_name(model._meta.db_table)}")
+
+
+def in_processes(function: Callable[[list], list], chunks: list[list]) -> Iterator[list]:
+    """`function` applied to each chunk, results in order, by forked worker processes (one per
+    core) while the caller goes on with the results already back: normalising a bulk load is
+    pure Python that one core cannot hurry.
+
+    The workers get plain data, never the database connection. Where this process may not have
+    children (a Celery prefork worker is a daemon), on one core, or for a single chunk, the
+    chunks are done here.
+    """
+    workers = min(os.cpu_count() or 1, len(chunks))
+    if workers < 2 or multiprocessing.current_process().daemon:
+        yield from map(function, chunks)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(function, chunks)

@@ -86,9 +86,16 @@ class PatientRecord(models.Model):
 
 
 class BlockingKey(models.Model):
-    """One blocking key of a record; candidates for a record are the records sharing any of its keys."""
+    """One blocking key of a record; candidates for a record are the records sharing any of its keys.
 
-    record = models.ForeignKey(PatientRecord, on_delete=models.CASCADE, related_name="blocking_keys")
+    Keys are derived data, written and replaced only with their record (matching.services), about
+    a dozen per record. The database does not check the reference on each of them: at a bulk
+    load that check costs as much as writing the keys. Deleting a record still deletes its keys.
+    """
+
+    record = models.ForeignKey(
+        PatientRecord, on_delete=models.CASCADE, related_name="blocking_keys", db_constraint=False
+    )
     key = models.CharField(max_length=120)
 
     class Meta:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
-from hie.bulk import allocate_ids, among, insert_rows
+from hie.bulk import allocate_ids, among, in_processes, insert_rows
 from hie.exceptions import (
     Conflict,
     Forbidden,
@@ -218,7 +218,8 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     """Store many registrations at once (bulk loads), in the caller's transaction.
 
     New records are written in bulk and left pending for batch matching (matching/batch.py);
-    one that exists already goes through register_record, as a single update would.
+    one that exists already goes through register_record, as a single update would. New
+    records are normalised in worker processes while earlier ones are written.
     """
     for organization, identifier_system in {(r.organization, r.identifier_system) for r in registrations}:
         check_namespace(organization, identifier_system)
@@ -227,36 +228,43 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
         part = registrations[start : start + chunk]
         existing.update(
             PatientRecord.objects.filter(
-                identifier_system__in={r.identifier_system for r in part}, local_id__in=[r.local_id for r in part]
+                identifier_system__in={r.identifier_system for r in part},
+                local_id__in=among([r.local_id for r in part]),
             ).values_list("organization_id", "identifier_system", "local_id")
         )
     ids: list[int] = []
+    fresh = []
+    for r in registrations:
+        if (r.organization.pk, r.identifier_system, r.local_id) in existing:
+            ids.append(
+                register_record(
+                    organization=r.organization, identifier_system=r.identifier_system, local_id=r.local_id,
+                    demographics=r.demographics, source=source,
+                ).record.pk
+            )  # fmt: skip
+        else:
+            fresh.append((r, r.demographics.as_fields()))
     now = timezone.now()
-    for start in range(0, len(registrations), chunk):
-        part = registrations[start : start + chunk]
-        fresh = [r for r in part if (r.organization.pk, r.identifier_system, r.local_id) not in existing]
-        for r in part:
-            if (r.organization.pk, r.identifier_system, r.local_id) in existing:
-                ids.append(
-                    register_record(
-                        organization=r.organization, identifier_system=r.identifier_system, local_id=r.local_id,
-                        demographics=r.demographics, source=source,
-                    ).record.pk
-                )  # fmt: skip
-        new_ids = allocate_ids(PatientRecord, len(fresh))
+    parts = [fresh[start : start + chunk] for start in range(0, len(fresh), chunk)]
+    normalised = in_processes(_normalised, [[fields for _, fields in part] for part in parts])
+    for part, results in zip(parts, normalised, strict=True):
+        new_ids = allocate_ids(PatientRecord, len(part))
         rows, keys = [], []
-        for record_id, r in zip(new_ids, fresh, strict=True):
-            fields = r.demographics.as_fields()
-            norm = normalise(**fields)
+        for record_id, (r, values), (norm, record_keys) in zip(new_ids, part, results, strict=True):
             rows.append(
                 (record_id, r.organization.pk, r.identifier_system, r.local_id,
-                 *(fields[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, MatchState.PENDING, now, now)
+                 *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, MatchState.PENDING, now, now)
             )  # fmt: skip
-            keys += [(record_id, key) for key in blocking_keys(norm)]
+            keys += [(record_id, key) for key in record_keys]
         insert_rows(PatientRecord, RECORD_COLUMNS, rows)
         insert_rows(BlockingKey, ("record_id", "key"), keys)
         ids += new_ids
     return ids
+
+
+def _normalised(part: list[dict]) -> list[tuple[dict, list[str]]]:
+    """The normalised form and blocking keys of each record's fields (run in a worker process)."""
+    return [(norm, blocking_keys(norm)) for norm in (normalise(**fields) for fields in part)]
 
 
 def replace_blocking_keys(record: PatientRecord) -> None:

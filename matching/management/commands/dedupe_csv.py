@@ -24,8 +24,6 @@ from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_task
 from matching.training import train_and_activate
 
-LOAD_BATCH = 5000
-
 
 class Command(BaseCommand):
     help = "Deduplicate a CSV of registrations; writes org_id,local_id,person_id for every input row."
@@ -47,15 +45,13 @@ class Command(BaseCommand):
 
         with transaction.atomic():
             organizations = {org_id: self._organization(org_id) for org_id in {r.org_id for r in registrations}}
-            ids: list[int] = []
-            for start in range(0, len(registrations), LOAD_BATCH):
-                ids += register_records_bulk(
-                    [
-                        NewRegistration(organizations[r.org_id], self._system(r.org_id), r.local_id, r.demographics)
-                        for r in registrations[start : start + LOAD_BATCH]
-                    ],
-                    source=Source.CSV,
-                )
+            ids = register_records_bulk(
+                [
+                    NewRegistration(organizations[r.org_id], self._system(r.org_id), r.local_id, r.demographics)
+                    for r in registrations
+                ],
+                source=Source.CSV,
+            )
         analyze(PatientRecord, BlockingKey)
         timings["load"] = time.monotonic() - started
 
