@@ -120,7 +120,7 @@ def _similarity_where(
     if len(idx):
         a, b, _ = p.codes(name)
         width = np.int64(len(getattr(p.t, f"{name}_uniques")))
-        distinct, inverse = np.unique(a[idx] * width + b[idx], return_inverse=True)
+        inverse, distinct = pd.factorize(a[idx] * width + b[idx])
         uniques = getattr(p.t, f"{name}_uniques")
         similarity = cpdist(list(uniques[distinct // width]), list(uniques[distinct % width]), scorer=scorer, workers=1)
         out[idx] = similarity[inverse]

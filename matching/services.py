@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
-from hie.bulk import allocate_ids, among, in_processes, insert_rows
+from hie.bulk import allocate_ids, among, in_processes, insert_rows, without_cycle_collection
 from hie.exceptions import (
     Conflict,
     Forbidden,
@@ -214,6 +214,7 @@ RECORD_COLUMNS = ("id", "organization_id", "identifier_system", "local_id", "giv
 DEMOGRAPHIC_COLUMNS = RECORD_COLUMNS[4:18]
 
 
+@without_cycle_collection()
 def register_records_bulk(registrations: list[NewRegistration], *, source: Source, chunk: int = 5000) -> list[int]:
     """Store many registrations at once (bulk loads), in the caller's transaction.
 

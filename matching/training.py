@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from hie.bulk import among
+from hie.bulk import among, without_cycle_collection
 from matching.blocking import blocking_keys, candidate_pairs, pass_of
 from matching.compare import FIELDS, MISSING, RecordTable, compare, level_of
 from matching.models import MatchModel, ModelStatus, PairLabel, PatientRecord, TrainingRun
@@ -212,6 +212,7 @@ def evaluate(parameters: dict, norms: list[dict], labels: list[tuple[int, int, b
 # --- the stored, versioned model -----------------------------------------------------------
 
 
+@without_cycle_collection()
 def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
     """Train on (a sample of) the active records, store the model as the next version, activate it."""
     run = TrainingRun.objects.get(pk=run_id)

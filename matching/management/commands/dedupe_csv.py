@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from hie.bulk import analyze
+from hie.bulk import analyze, without_cycle_collection
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
@@ -35,6 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--chunk", type=int, default=200_000, help="records per matching task")
         parser.add_argument("--stats", type=Path, help="write counts and timings as JSON here")
 
+    @without_cycle_collection()
     def handle(self, *args: object, **options: object) -> None:
         timings = {}
         started = time.monotonic()
