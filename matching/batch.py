@@ -39,7 +39,7 @@ from matching.models import (
     ReviewTask,
     new_euid,
 )
-from matching.score import rank_persons
+from matching.score import rank_persons, review_threshold
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery
 from matching.services import (
     GOLDEN_FIELDS,
@@ -168,12 +168,19 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     starts = np.searchsorted(left, batch_positions, side="left").tolist()
     ends = np.searchsorted(left, batch_positions, side="right").tolist()
     other_ids = table_ids[right].tolist()
+    # A record none of whose pairs reaches review is a new person whoever its candidates are
+    # (ranking only lowers or drops candidates): most records, and no ranking needed for them.
+    top = np.full(len(batch_ids), -1.0)
+    some = np.array(starts) < np.array(ends)
+    if some.any():
+        top[some] = np.maximum.reduceat(scored.probability, np.array(starts)[some])
+    rank_them = (top >= review_threshold()).tolist()
     person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
     decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
     new_persons = 0
     for n, record_id in enumerate(batch_ids):
         ranked = []
-        if starts[n] < ends[n]:
+        if rank_them[n]:
             refusals = refused.get(record_id, ())
             candidates = ((person_of.get(other_ids[i]), i) for i in range(starts[n], ends[n]))
             ranked = rank_persons(((token, i) for token, i in candidates

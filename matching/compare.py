@@ -49,6 +49,12 @@ def _codes(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
+def _codes_in(values: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """The code of each value in another code book (`book`, distinct strings), -1 where it is not there."""
+    index = {value: code for code, value in enumerate(book.tolist())}
+    return np.array([index.get(value, -1) for value in values.tolist()], dtype=np.int64)
+
+
 def _padded_codes(lists: list[list[str]], width: int) -> np.ndarray:
     """Codes of up to `width` values per record in one shared code book, -1 where there are fewer."""
     flat = [value for values in lists for value in values[:width]]
@@ -83,7 +89,10 @@ class RecordTable:
         self.middle_initial = _codes([m[:1] for m in self.middle])[0]
         self.family_tokens = _padded_codes([n.get("family_tokens") or [] for n in norms], 4)
         self.phones = _padded_codes([n.get("phones") or [] for n in norms], 3)
-        self.dob_digits = _digits_matrix(self.birth_date)
+        self.dob = _packed_dates(self.birth_date)
+        # Each given name's code among family names and the other way round (-1: none): name swaps.
+        self.given_as_family = _codes_in(self.given_uniques, self.family_uniques)[self.given_code]
+        self.family_as_given = _codes_in(self.family_uniques, self.given_uniques)[self.family_code]
         self.nickname_pairs = self._nickname_pairs([n.get("given_group") or [] for n in norms])
 
     def _nickname_pairs(self, groups: list[list[str]]) -> np.ndarray:
@@ -104,10 +113,21 @@ class RecordTable:
         return np.unique(np.array(pairs, dtype=np.int64))
 
 
-def _digits_matrix(dates: np.ndarray) -> np.ndarray:
-    """YYYYMMDD strings as an (n, 8) array of character codes; zeros where the date is missing."""
-    fixed = np.array([d if len(d) == 8 else "" for d in dates], dtype="U8")
-    return fixed.view(np.uint32).reshape(len(fixed), 8) if len(fixed) else np.zeros((0, 8), np.uint32)
+def _packed_dates(dates: np.ndarray) -> np.ndarray:
+    """YYYYMMDD strings as one uint64 each, a digit per byte (year first); 0 where the date is missing."""
+    fixed = np.array([d if len(d) == 8 else "" for d in dates], dtype="S8")
+    return fixed.view(">u8").astype(np.uint64) if len(fixed) else np.zeros(0, np.uint64)
+
+
+_BYTES = np.uint64(0x0101010101010101)
+
+
+def _differing_bytes(x: np.ndarray) -> np.ndarray:
+    """How many of the eight bytes of each value are not zero."""
+    x = x | (x >> np.uint64(4))
+    x = x | (x >> np.uint64(2))
+    x = (x | (x >> np.uint64(1))) & _BYTES
+    return (x * _BYTES) >> np.uint64(56)
 
 
 def _similarity_where(
@@ -122,7 +142,9 @@ def _similarity_where(
         width = np.int64(len(getattr(p.t, f"{name}_uniques")))
         inverse, distinct = pd.factorize(a[idx] * width + b[idx])
         uniques = getattr(p.t, f"{name}_uniques")
-        similarity = cpdist(list(uniques[distinct // width]), list(uniques[distinct % width]), scorer=scorer, workers=1)
+        similarity = cpdist(
+            list(uniques[distinct // width]), list(uniques[distinct % width]), scorer=scorer, workers=-1
+        )
         out[idx] = similarity[inverse]
     return out
 
@@ -184,12 +206,15 @@ def _middle(p: _Pairs) -> np.ndarray:
 
 
 def _birth_date(p: _Pairs) -> np.ndarray:
-    a, b = p.t.dob_digits[p.left], p.t.dob_digits[p.right]
-    missing = (a[:, 0] == 0) | (b[:, 0] == 0)
-    differing = (a != b).sum(axis=1)
-    same_year = (a[:, :4] == b[:, :4]).all(axis=1)
-    swapped = same_year & (a[:, 4:6] == b[:, 6:8]).all(axis=1) & (a[:, 6:8] == b[:, 4:6]).all(axis=1)
-    level = np.select([differing == 0, swapped, differing == 1, same_year], [4, 3, 2, 1], default=0)
+    a, b = p.t.dob[p.left], p.t.dob[p.right]
+    missing = (a == 0) | (b == 0)
+    sixteen = np.uint64(16)
+    same_year = (a >> (sixteen * np.uint64(2))) == (b >> (sixteen * np.uint64(2)))  # YYYY: the high four bytes
+    month_a, day_a = (a >> sixteen) & np.uint64(0xFFFF), a & np.uint64(0xFFFF)
+    month_b, day_b = (b >> sixteen) & np.uint64(0xFFFF), b & np.uint64(0xFFFF)
+    swapped = same_year & (month_a == day_b) & (day_a == month_b)
+    differing = _differing_bytes(a ^ b)
+    level = np.select([a == b, swapped, differing == 1, same_year], [4, 3, 2, 1], default=0)
     return np.where(missing, MISSING, level)
 
 
@@ -264,6 +289,8 @@ def _apply_name_swap(table: RecordTable, left: np.ndarray, right: np.ndarray, le
         (table.given_code[left] != table.given_code[right]) & ~table.given_missing[left] & ~table.family_missing[left]
     )
     a, b = left[candidates], right[candidates]
-    swapped = candidates[(table.given[a] == table.family[b]) & (table.family[a] == table.given[b])]
+    swapped = candidates[
+        (table.given_as_family[a] == table.family_code[b]) & (table.family_as_given[a] == table.given_code[b])
+    ]
     levels[swapped, FIELD_INDEX["given"]] = level_of("given", "nickname")
     levels[swapped, FIELD_INDEX["family"]] = level_of("family", "shared_part")
