@@ -6,12 +6,13 @@ batch in a few queries and scores every pair in one vectorised pass.
 """
 
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
 import orjson
+import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import TextField
@@ -122,17 +123,18 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
             )
     # Who is already someone: linked records outside the batch that share a block with it
     # (blocks over the cap are skipped below).
-    sizes = Counter(key for key, _ in block_rows)
-    others = sorted({r for key, r in block_rows if sizes[key] <= settings.MATCH_BLOCK_CAP} - set(batch_ids))
+    codes, block_keys = pd.factorize(np.array([key for key, _ in block_rows], dtype=object))
+    entry_ids = np.array([record for _, record in block_rows], dtype=np.int64)
+    small = np.bincount(codes)[codes] <= settings.MATCH_BLOCK_CAP
     known = {}
-    for part in _chunks(others):
-        for pk, norm, person in (
+    for part in _chunks(np.setdiff1d(entry_ids[small], batch_ids).tolist()):
+        for pk, norm_text, person in (
             PatientRecord.objects.filter(pk__in=among(part), active=True)
-            .annotate(person_id=current_person_subquery(CONFIRMED))
-            .values_list("pk", "norm", "person_id")
+            .annotate(person_id=current_person_subquery(CONFIRMED), norm_text=Cast("norm", TextField()))
+            .values_list("pk", "norm_text", "person_id")
         ):
             if person is not None:
-                known[pk] = (norm, person)
+                known[pk] = (orjson.loads(norm_text), person)
 
     # One table of the batch and the known records, in id order (the order the single path
     # ranks candidates in, so equal scores are settled the same way).
@@ -143,13 +145,12 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     in_batch = np.isin(table_ids, batch_ids)
     # The decider of each pair is its later record: linked records (rank -1) come before the batch.
     ranks = np.where(in_batch, np.arange(len(table_ids)), -1)
-    entry_ids = np.array([record for _, record in block_rows], dtype=np.int64)
     position = np.searchsorted(table_ids, entry_ids)
     filed = (position < len(table_ids)) & (table_ids[np.minimum(position, len(table_ids) - 1)] == entry_ids)
     # Blocks are counted with every record filed under them, as find_candidates counts them.
     entries = np.where(filed, position, -1)
     cap = settings.MATCH_BLOCK_CAP
-    left, right, oversized = block_pairs([key for key, _ in block_rows], entries, ranks, in_batch, cap)
+    left, right, oversized = block_pairs(codes, block_keys, entries, ranks, in_batch, cap)
     outcome.oversized_passes = oversized
     scorer = active_scorer()
     scored = scorer.score(table, left, right)

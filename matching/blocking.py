@@ -83,11 +83,12 @@ def pass_of(key: str) -> str:
 
 
 def block_pairs(
-    keys: list[str], positions: np.ndarray, ranks: np.ndarray, decides: np.ndarray, cap: int
+    codes: np.ndarray, keys: np.ndarray, positions: np.ndarray, ranks: np.ndarray, decides: np.ndarray, cap: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Pairs of records that share a blocking key, each once, as (later, earlier) positions.
 
-    Entry n files the record at `positions[n]` under `keys[n]`; an entry at position -1 counts
+    Entry n files the record at `positions[n]` under the key `keys[codes[n]]` (keys factorised,
+    as pd.factorize gives them); an entry at position -1 counts
     towards its block's size but pairs with nobody (a record that cannot be a candidate). Within
     a pair the record of the higher rank (`ranks`, per position) is the later one, and a pair is
     made only where the later record `decides` (per position). Pairs come sorted by later then
@@ -95,13 +96,12 @@ def block_pairs(
     block per pass.
     """
     empty = np.zeros(0, np.int64)
-    if not len(keys):
+    if not len(codes):
         return empty, empty, {}
-    codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
     sizes = np.bincount(codes)
     oversized: dict[str, int] = {}
     for code in np.flatnonzero(sizes > cap).tolist():
-        name = pass_of(uniques[code])
+        name = pass_of(keys[code])
         oversized[name] = max(oversized.get(name, 0), int(sizes[code]))
     positions = np.asarray(positions, dtype=np.int64)
     keep = (sizes[codes] > 1) & (sizes[codes] <= cap) & (positions >= 0)
@@ -126,8 +126,7 @@ def candidate_pairs(record_keys: list[list[str]], cap: int) -> tuple[np.ndarray,
     """
     positions = np.repeat(np.arange(len(record_keys)), [len(keys) for keys in record_keys])
     everyone = np.arange(len(record_keys))
-    later, earlier, oversized = block_pairs(
-        [key for keys in record_keys for key in keys], positions, everyone, np.ones(len(record_keys), bool), cap
-    )
+    codes, keys = pd.factorize(np.array([key for keys in record_keys for key in keys], dtype=object))
+    later, earlier, oversized = block_pairs(codes, keys, positions, everyone, np.ones(len(record_keys), bool), cap)
     order = np.lexsort((later, earlier))
     return earlier[order], later[order], oversized

@@ -7,6 +7,7 @@ import multiprocessing
 from datetime import date
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hie.bulk import in_processes, insert_rows, without_cycle_collection
@@ -43,7 +44,8 @@ def test_block_pairs_gives_each_pair_once_to_its_later_deciding_record():
         keys = [k for k, _ in entries]
         positions = np.array([p for _, p in entries], dtype=np.int64)
         cap = int(rng.integers(2, 12))
-        later, earlier, oversized = block_pairs(keys, positions, ranks, decides, cap)
+        codes, names = pd.factorize(np.array(keys, dtype=object))
+        later, earlier, oversized = block_pairs(codes, names, positions, ranks, decides, cap)
         expected, expected_oversized = _brute_force(keys, positions.tolist(), ranks, decides, cap)
         assert list(zip(later.tolist(), earlier.tolist(), strict=True)) == expected
         assert oversized == expected_oversized
@@ -51,10 +53,10 @@ def test_block_pairs_gives_each_pair_once_to_its_later_deciding_record():
 
 def test_an_entry_of_no_record_counts_towards_its_block_but_pairs_with_nobody():
     key = key_for("dob", "19800101")
-    ranks, decides = np.array([0, 1]), np.array([True, True])
-    later, earlier, _ = block_pairs([key, key, key], np.array([0, 1, -1]), ranks, decides, cap=3)
+    ranks, decides, codes, names = np.array([0, 1]), np.array([True, True]), np.zeros(3, np.int64), np.array([key])
+    later, earlier, _ = block_pairs(codes, names, np.array([0, 1, -1]), ranks, decides, cap=3)
     assert (later.tolist(), earlier.tolist()) == ([1], [0])
-    later, _, oversized = block_pairs([key, key, key], np.array([0, 1, -1]), ranks, decides, cap=2)
+    later, _, oversized = block_pairs(codes, names, np.array([0, 1, -1]), ranks, decides, cap=2)
     assert len(later) == 0
     assert oversized == {"dob": 3}
 
