@@ -123,7 +123,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
             )
     # Who is already someone: linked records outside the batch that share a block with it
     # (blocks over the cap are skipped below).
-    codes, block_keys = pd.factorize(np.array([key for key, _ in block_rows], dtype=object))
+    codes, block_keys = pd.factorize(np.array([key for key, _ in block_rows], dtype=np.int64))
     entry_ids = np.array([record for _, record in block_rows], dtype=np.int64)
     small = np.bincount(codes)[codes] <= settings.MATCH_BLOCK_CAP
     known = {}

@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-# The passes, named in the key so an oversized block can be reported by pass.
+# The passes, numbered in the key so an oversized block can be reported by pass.
 PASSES = (
     "ssn",  # full valid SSN
     "ssn_part",  # the last four digits and the rest apart: one mistyped digit leaves one part intact
@@ -24,8 +24,10 @@ PASSES = (
 )
 
 
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+# A key is one integer: the pass's place in PASSES above a 59-bit hash of the value. Two values
+# whose hashes collide share a block, which costs a candidate pair, never a link.
+HASH_BITS = 59
+_PASS_NUMBER = {name: number for number, name in enumerate(PASSES)}
 
 
 def _dob_sorted(birth_date: str) -> str:
@@ -41,7 +43,7 @@ def given_root(norm: dict) -> str:
     return group[0] if group else ""
 
 
-def blocking_keys(norm: dict) -> list[str]:
+def blocking_keys(norm: dict) -> list[int]:
     values: dict[str, list[str]] = {
         "ssn": [norm["ssn"]] if norm.get("ssn") else [],
         "ssn_part": [f"first:{norm['ssn'][:-4]}", f"last:{norm['ssn'][-4:]}"] if norm.get("ssn") else [],
@@ -73,13 +75,14 @@ def blocking_keys(norm: dict) -> list[str]:
     return sorted(keys)
 
 
-def key_for(pass_name: str, value: str) -> str:
+def key_for(pass_name: str, value: str) -> int:
     """The key one pass files a normalised value under (exact look-ups such as a phone search use it)."""
-    return f"{pass_name}:{_digest(value)}"
+    digest = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+    return (_PASS_NUMBER[pass_name] << HASH_BITS) | (digest >> (64 - HASH_BITS))
 
 
-def pass_of(key: str) -> str:
-    return key.split(":", 1)[0]
+def pass_of(key: int) -> str:
+    return PASSES[int(key) >> HASH_BITS]
 
 
 def block_pairs(
@@ -120,13 +123,13 @@ def block_pairs(
     return unique // width, unique % width, oversized
 
 
-def candidate_pairs(record_keys: list[list[str]], cap: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def candidate_pairs(record_keys: list[list[int]], cap: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """All pairs (i < j) of records, by position, that share a blocking key, without repeats,
     sorted by i then j. Blocks larger than `cap` are skipped; returns the largest skipped block per pass.
     """
     positions = np.repeat(np.arange(len(record_keys)), [len(keys) for keys in record_keys])
     everyone = np.arange(len(record_keys))
-    codes, keys = pd.factorize(np.array([key for keys in record_keys for key in keys], dtype=object))
+    codes, keys = pd.factorize(np.array([key for keys in record_keys for key in keys], dtype=np.int64))
     later, earlier, oversized = block_pairs(codes, keys, positions, everyone, np.ones(len(record_keys), bool), cap)
     order = np.lexsort((later, earlier))
     return earlier[order], later[order], oversized

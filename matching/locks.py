@@ -16,13 +16,14 @@ LOCK_BUCKETS = 4096
 LOCK_NAMESPACE = 0x4D5049 << 32  # "MPI": keeps these ids apart from other advisory lock users
 
 
-def _bucket(key: str) -> int:
-    return LOCK_NAMESPACE | (
-        int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % LOCK_BUCKETS
-    )
+def _bucket(key: int | str) -> int:
+    """A blocking key (an integer whose low bits are already a hash) or any other name."""
+    if isinstance(key, str):
+        key = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
+    return LOCK_NAMESPACE | (key % LOCK_BUCKETS)
 
 
-def lock_blocking_keys(keys: list[str]) -> None:
+def lock_blocking_keys(keys: list[int] | list[str]) -> None:
     if connection.vendor != "postgresql":
         # SQLite: the IMMEDIATE transaction already holds the database-wide write lock.
         return

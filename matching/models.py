@@ -96,7 +96,7 @@ class BlockingKey(models.Model):
     record = models.ForeignKey(
         PatientRecord, on_delete=models.CASCADE, related_name="blocking_keys", db_constraint=False
     )
-    key = models.CharField(max_length=120)
+    key = models.BigIntegerField()  # matching.blocking.key_for: the pass's number over a hash of the value
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["key", "record"], name="blocking_key_unique")]

@@ -85,7 +85,7 @@ _CANDIDATES = f"""
 """  # noqa: S608 - table names only
 
 
-def find_candidates(record_id: int | None, keys: list[str]) -> Candidates:
+def find_candidates(record_id: int | None, keys: list[int]) -> Candidates:
     """Records sharing a blocking key with this one and confirmed as some person (CONFIRMED).
 
     A block larger than MATCH_BLOCK_CAP says little (a shared common value) and costs much;

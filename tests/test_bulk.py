@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 
 from hie.bulk import in_processes, insert_rows, without_cycle_collection
-from matching.blocking import block_pairs, candidate_pairs, key_for
+from matching.blocking import PASSES, block_pairs, candidate_pairs, key_for, pass_of
 
 
 def _brute_force(keys, positions, ranks, decides, cap):
     """Every pair the definition asks for, the slow way."""
-    blocks: dict[str, list[int]] = {}
+    blocks: dict[int, list[int]] = {}
     for key, position in zip(keys, positions, strict=True):
         blocks.setdefault(key, []).append(position)
     pairs, oversized = set(), {}
     for key, members in blocks.items():
         if len(members) > cap:
-            name = key.split(":", 1)[0]
+            name = pass_of(key)
             oversized[name] = max(oversized.get(name, 0), len(members))
             continue
         for a, b in itertools.permutations([m for m in members if m >= 0], 2):
@@ -38,17 +38,26 @@ def test_block_pairs_gives_each_pair_once_to_its_later_deciding_record():
         ranks = rng.permutation(size) - int(rng.integers(0, 5))  # some ranks below zero, as known records have
         ranks[ranks < 0] = -1
         decides = ranks >= 0
-        entries = [(key_for(f"p{rng.integers(3)}", str(rng.integers(12))), int(rng.integers(-1, size)))
+        entries = [(key_for(PASSES[rng.integers(3)], str(rng.integers(12))), int(rng.integers(-1, size)))
                    for _ in range(int(rng.integers(0, 4 * size)))]  # fmt: skip
         entries = list(dict.fromkeys(entries))  # a record is filed under a key once
         keys = [k for k, _ in entries]
         positions = np.array([p for _, p in entries], dtype=np.int64)
         cap = int(rng.integers(2, 12))
-        codes, names = pd.factorize(np.array(keys, dtype=object))
+        codes, names = pd.factorize(np.array(keys, dtype=np.int64))
         later, earlier, oversized = block_pairs(codes, names, positions, ranks, decides, cap)
         expected, expected_oversized = _brute_force(keys, positions.tolist(), ranks, decides, cap)
         assert list(zip(later.tolist(), earlier.tolist(), strict=True)) == expected
         assert oversized == expected_oversized
+
+
+def test_a_key_is_a_signed_64_bit_integer_that_names_its_pass():
+    keys = {name: [key_for(name, value) for value in ("", "19800101", "+15555550100", "x" * 200)] for name in PASSES}
+    for name, values in keys.items():
+        assert all(0 <= key < 2**63 for key in values)
+        assert {pass_of(key) for key in values} == {name}
+        assert len(set(values)) == len(values)
+    assert key_for("dob", "19800101") == key_for("dob", "19800101") != key_for("fam_year", "19800101")
 
 
 def test_an_entry_of_no_record_counts_towards_its_block_but_pairs_with_nobody():
