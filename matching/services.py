@@ -263,7 +263,7 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     return ids
 
 
-def _normalised(part: list[dict]) -> list[tuple[dict, list[str]]]:
+def _normalised(part: list[dict]) -> list[tuple[dict, list[int]]]:
     """The normalised form and blocking keys of each record's fields (run in a worker process)."""
     return [(norm, blocking_keys(norm)) for norm in (normalise(**fields) for fields in part)]
 

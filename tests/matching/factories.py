@@ -44,7 +44,7 @@ def demographics_of(row: dict):
     return parse_row(0, row).demographics
 
 
-def load(rows: list[dict]) -> list[int]:
+def load(rows: list[dict], chunk: int = 5000) -> list[int]:
     orgs = {}
     registrations = []
     for row in rows:
@@ -55,4 +55,4 @@ def load(rows: list[dict]) -> list[int]:
         registrations.append(
             NewRegistration(orgs[row["org_id"]], f"urn:x:{row['org_id']}", row["local_id"], demographics_of(row))
         )
-    return register_records_bulk(registrations, source=Source.CSV)
+    return register_records_bulk(registrations, source=Source.CSV, chunk=chunk)

@@ -11,9 +11,11 @@ from django.db import connection
 
 from hie.orgs.services import create_organization
 from matching.batch import match_batch
+from matching.blocking import blocking_keys
 from matching.csv_input import HEADER, parse_row
 from matching.models import BlockingKey, Link, LinkState, PatientRecord
-from matching.services import match_record
+from matching.normalize import normalise
+from matching.services import DEMOGRAPHIC_COLUMNS, match_record
 from matching.synthetic import generate
 from tests.matching.factories import load
 
@@ -54,6 +56,16 @@ def test_batch_matching_decides_as_one_by_one_matching_would():
     for record_id in sorted(ids):
         match_record(record_id)
     assert partition() == batch_result
+
+
+@pytest.mark.django_db
+def test_a_load_normalised_in_worker_processes_stores_what_normalising_here_gives():
+    rows = generate(60, seed=29).rows
+    ids = load(rows, chunk=25)  # several chunks: normalised in forked workers
+    assert len(ids) == len(rows) == len(set(ids))
+    for record in PatientRecord.objects.filter(pk__in=ids):
+        assert record.norm == normalise(**{column: getattr(record, column) for column in DEMOGRAPHIC_COLUMNS})
+        assert sorted(record.blocking_keys.values_list("key", flat=True)) == blocking_keys(record.norm)
 
 
 @pytest.mark.django_db
