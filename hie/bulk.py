@@ -92,9 +92,10 @@ def in_processes(function: Callable[[list], list], chunks: list[list]) -> Iterat
     core) while the caller goes on with the results already back: normalising a bulk load is
     pure Python that one core cannot hurry.
 
-    The workers get plain data, never the database connection. Where this process may not have
-    children (a Celery prefork worker is a daemon), on one core, or for a single chunk, the
-    chunks are done here.
+    The workers are given plain data and must not touch the database: the connection they
+    inherit stays the parent's (a pool worker leaves with os._exit, so it never closes it).
+    Where this process may not have children (a Celery prefork worker is a daemon), on one
+    core, or for a single chunk, the chunks are done here.
     """
     workers = min(os.cpu_count() or 1, len(chunks))
     if workers < 2 or multiprocessing.current_process().daemon:
