@@ -11,12 +11,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
-import orjson
 import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import TextField
-from django.db.models.functions import Cast
 from django.utils import timezone
 
 from hie.bulk import allocate_ids, among, insert_rows, without_cycle_collection
@@ -41,7 +38,7 @@ from matching.models import (
     new_euid,
 )
 from matching.score import rank_persons, review_threshold
-from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery
+from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery, norms_of
 from matching.services import (
     GOLDEN_FIELDS,
     REVIEW_CANDIDATES,
@@ -90,14 +87,10 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     batch = []  # (pk, norm, the record's fields for its golden record)
     fields = [name for name in GOLDEN_FIELDS if name != "norm"]
     for part in _chunks(sorted(set(record_ids) - linked_already)):
-        for pk, norm_text, *values in (
-            PatientRecord.objects.select_for_update()
-            .filter(pk__in=among(part), active=True, match_state=MatchState.PENDING)
-            .order_by("pk")  # records are decided in id order
-            .annotate(norm_text=Cast("norm", TextField()))  # decoded here, several times faster
-            .values_list("pk", "norm_text", *fields)
-        ):
-            norm = orjson.loads(norm_text)
+        pending = PatientRecord.objects.select_for_update().filter(
+            pk__in=among(part), active=True, match_state=MatchState.PENDING
+        )
+        for pk, norm, *values in norms_of(pending.order_by("pk"), *fields):  # records are decided in id order
             batch.append((pk, norm, {**dict(zip(fields, values, strict=True)), "norm": norm}))
     # Records matched before (a re-registration) keep their history: the single path re-evaluates them.
     for record_id in sorted(linked_already):
@@ -128,13 +121,12 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     small = np.bincount(codes)[codes] <= settings.MATCH_BLOCK_CAP
     known = {}
     for part in _chunks(np.setdiff1d(entry_ids[small], batch_ids).tolist()):
-        for pk, norm_text, person in (
-            PatientRecord.objects.filter(pk__in=among(part), active=True)
-            .annotate(person_id=current_person_subquery(CONFIRMED), norm_text=Cast("norm", TextField()))
-            .values_list("pk", "norm_text", "person_id")
-        ):
+        linked = PatientRecord.objects.filter(pk__in=among(part), active=True).annotate(
+            person_id=current_person_subquery(CONFIRMED)
+        )
+        for pk, norm, person in norms_of(linked, "person_id"):
             if person is not None:
-                known[pk] = (orjson.loads(norm_text), person)
+                known[pk] = (norm, person)
 
     # One table of the batch and the known records, in id order (the order the single path
     # ranks candidates in, so equal scores are settled the same way).
@@ -166,16 +158,16 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
 
     # Pairs come grouped by the record that decides them (left), in table order.
     batch_positions = np.flatnonzero(in_batch)
-    starts = np.searchsorted(left, batch_positions, side="left").tolist()
-    ends = np.searchsorted(left, batch_positions, side="right").tolist()
-    other_ids = table_ids[right].tolist()
+    starts = np.searchsorted(left, batch_positions, side="left")
+    ends = np.searchsorted(left, batch_positions, side="right")
     # A record none of whose pairs reaches review is a new person whoever its candidates are
     # (ranking only lowers or drops candidates): most records, and no ranking needed for them.
     top = np.full(len(batch_ids), -1.0)
-    some = np.array(starts) < np.array(ends)
+    some = starts < ends
     if some.any():
-        top[some] = np.maximum.reduceat(scored.probability, np.array(starts)[some])
+        top[some] = np.maximum.reduceat(scored.probability, starts[some])
     rank_them = (top >= review_threshold()).tolist()
+    starts, ends, other_ids = starts.tolist(), ends.tolist(), table_ids[right].tolist()
     person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
     decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
     new_persons = 0

@@ -96,8 +96,7 @@ def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -
             conflicting.add(person)
         if person not in best or probability[i] > probability[best[person]]:
             best[person] = i
-    ranked = [(person, i, person_probability(probability[i], True) if person in conflicting else probability[i])
-              for person, i in best.items()]  # fmt: skip
+    ranked = [(person, i, person_probability(probability[i], person in conflicting)) for person, i in best.items()]
     return sorted(ranked, key=lambda item: item[2], reverse=True)
 
 

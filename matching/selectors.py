@@ -6,9 +6,11 @@ from datetime import date
 from functools import cached_property
 
 import numpy as np
+import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast
 
 from matching.blocking import blocking_keys, key_for, pass_of
 from matching.compare import RecordTable
@@ -56,6 +58,13 @@ class Candidate:
 class Candidates:
     records: list[Candidate]
     oversized_passes: dict[str, int] = field(default_factory=dict)  # pass -> size of the skipped block
+
+
+def norms_of(records: QuerySet, *fields: str) -> list[tuple]:
+    """(pk, norm, *fields) of the records, in their queryset's order: the bulk read of normalised
+    forms. The JSON is decoded here with orjson, several times faster than Django's JSONField."""
+    rows = records.annotate(norm_text=Cast("norm", TextField())).values_list("pk", "norm_text", *fields)
+    return [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in rows]
 
 
 def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES, field: str = "person_id") -> Subquery:

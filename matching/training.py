@@ -20,6 +20,7 @@ from matching.blocking import blocking_keys, candidate_pairs, pass_of
 from matching.compare import FIELDS, MISSING, RecordTable, compare, level_of
 from matching.models import MatchModel, ModelStatus, PairLabel, PatientRecord, TrainingRun
 from matching.score import DEFAULT_M, TF_FIELDS, Scorer
+from matching.selectors import norms_of
 
 SMOOTHING = 1.0  # pseudo-count per level: no probability is ever exactly 0 or 1
 TF_TABLE_SIZE = 50_000
@@ -222,9 +223,7 @@ def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
         ids = list(PatientRecord.objects.filter(active=True).order_by("pk").values_list("pk", flat=True))
         if len(ids) > max_records:
             ids = sorted(np.random.default_rng(len(ids)).choice(ids, max_records, replace=False).tolist())
-        norms_by_id = dict(
-            PatientRecord.objects.filter(pk__in=among(ids)).values_list("pk", "norm").iterator(chunk_size=5000)
-        )
+        norms_by_id = dict(norms_of(PatientRecord.objects.filter(pk__in=among(ids))))
         position = {record_id: i for i, record_id in enumerate(ids)}
         norms = [norms_by_id[i] for i in ids]
         labels = [

@@ -3,7 +3,7 @@
 import gc
 import json
 import multiprocessing
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -52,7 +52,8 @@ def test_the_cycle_collector_is_paused_in_the_block_and_back_after_it_even_when_
 def test_insert_rows_writes_json_as_the_json_module_would():
     from matching.models import Person
 
-    value = {"birth_date": date(1980, 2, 29), "names": [{"given": "Ana"}], 7: 0.1 + 0.2, "nothing": None}
+    value = {"birth_date": date(1980, 2, 29), "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+             "names": [{"given": "Ana"}], 7: 0.1 + 0.2, "nothing": None}  # fmt: skip
     insert_rows(Person, ("euid", "status", "golden", "created_at", "updated_at"),
                 [("BULKJSON00000001", "active", value, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")])  # fmt: skip
     assert Person.objects.get(euid="BULKJSON00000001").golden == json.loads(json.dumps(value, default=str))
