@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 from django.db.models.expressions import RawSQL
 
@@ -44,7 +44,8 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            # COPY goes to psycopg's own cursor: its errors are given Django's types here.
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([_cell(v) for v in row])
         else:
@@ -53,6 +54,93 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
                 f"INSERT INTO {table} ({names}) VALUES ({placeholders})",  # noqa: S608 - names from the model
                 [[_cell(v) for v in row] for row in rows],
             )
+
+
+@contextmanager
+def indexes_built_after(*models: type[Model]) -> Iterator[None]:
+    """A bulk load into tables that are empty, with their indexes and references checked once at the end.
+
+    For each row written PostgreSQL adds an entry to every index of the table and queues a check
+    of every reference it holds; for a dozen blocking keys per record that costs several times
+    what building the index from the finished table, and checking a reference with one join,
+    do. So when a table is empty (the first load of an index), its indexes other than the primary
+    key and its foreign keys are dropped, and made again after the block; all in one savepoint,
+    so that if the block fails the drop is undone with the rows. The table stays locked (ACCESS
+    EXCLUSIVE) until the caller's transaction ends: reads of it wait for the load, as they would
+    have found nothing. Tables with rows, and other databases, are written to as they are.
+    """
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        rebuild = _altered(lambda: _drop_indexes_of_empty(models))
+        yield
+        if rebuild:
+            _altered(lambda: [_execute(statement) for statement in rebuild])
+
+
+def _altered(alter: Callable[[], list]) -> list:
+    """Run `alter` (ALTER TABLE and the like) with the checks of earlier rows made first.
+
+    A table cannot be altered while checks of its rows or references wait for the commit, so
+    such checks are made now; then they are deferred again (Django declares every reference
+    deferrable, initially deferred). If `alter` fails, the rollback of the caller's savepoint
+    restores the deferral with everything else.
+    """
+    _execute("SET CONSTRAINTS ALL IMMEDIATE")
+    done = alter()
+    _execute("SET CONSTRAINTS ALL DEFERRED")
+    return done
+
+
+def _execute(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def _drop_indexes_of_empty(models: Sequence[type[Model]]) -> list[str]:
+    """Drop the secondary indexes and foreign keys of those tables that are empty; the statements
+    that make them again (indexes first)."""
+    indexes, references = [], []
+    with connection.cursor() as cursor:
+        for model in models:
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")  # noqa: S608 - a model's table
+            if cursor.fetchone()[0]:
+                continue
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")  # noqa: S608 - filled while we waited?
+            if cursor.fetchone()[0]:
+                continue
+            # Indexes (with the unique constraints they carry) but the primary key and any that a
+            # reference from elsewhere relies on; then the table's own references.
+            cursor.execute(
+                """
+                SELECT quote_ident(i.relname), pg_get_indexdef(x.indexrelid),
+                       quote_ident(c.conname), pg_get_constraintdef(c.oid)
+                FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+                WHERE x.indrelid = %s::regclass AND NOT x.indisprimary
+                  AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = x.indexrelid)
+                """,
+                [model._meta.db_table],
+            )
+            for index, index_sql, constraint, constraint_sql in cursor.fetchall():
+                if constraint:
+                    cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}")
+                    indexes.append(f"ALTER TABLE {table} ADD CONSTRAINT {constraint} {constraint_sql}")
+                else:
+                    cursor.execute(f"DROP INDEX {index}")
+                    indexes.append(index_sql)
+            cursor.execute(
+                "SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = %s::regclass AND contype = 'f'",
+                [model._meta.db_table],
+            )
+            for constraint, constraint_sql in cursor.fetchall():
+                cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}")
+                references.append(f"ALTER TABLE {table} ADD CONSTRAINT {constraint} {constraint_sql}")
+    return indexes + references
 
 
 def allocate_ids(model: type[Model], count: int) -> list[int]:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hie.bulk import allocate_ids, among, insert_rows, without_cycle_collection
+from hie.bulk import allocate_ids, among, indexes_built_after, insert_rows, without_cycle_collection
 from matching.blocking import block_pairs
 from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
@@ -60,6 +60,11 @@ class BatchOutcome:
     new_person: int = 0
     candidate_pairs: int = 0
     oversized_passes: dict = field(default_factory=dict)
+
+
+LINK_COLUMNS = ("record_id", "person_id", "state", "source", "score", "contributions", "model_version", "updated_at")
+EVENT_COLUMNS = ("change_id", "record_id", "person_after_id", "state_before", "state_after", "source_before",
+                 "source_after", "score_after", "contributions_before", "created_at")  # fmt: skip
 
 
 def _chunks(items: list, size: int = CHUNK):
@@ -205,53 +210,48 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         if token[0] == "new":
             members[token[1]].append(SimpleNamespace(**fields_of[record_id]))
     created = allocate_ids(Person, new_persons)
-    insert_rows(
-        Person,
-        ("id", "euid", "status", "golden", "created_at", "updated_at"),
-        ((pk, new_euid(), PersonStatus.ACTIVE, build_golden_record(records), now, now)
-         for pk, records in zip(created, members, strict=True)),
-    )  # fmt: skip
 
     def person_id(token: tuple) -> int:
         return token[1] if token[0] == "db" else created[token[1]]
 
-    change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")
-    links, events, reviews = [], [], []
-    for record_id, token, state, pair, score, ranked in decisions:
-        explanation = scorer.explain(scored, pair) if pair is not None else {}
-        person = person_id(token)
-        links.append((record_id, person, state, LinkSource.AUTO, score, explanation, scorer.version, now))
-        events.append((change.pk, record_id, person, "", state, "", LinkSource.AUTO, score, {}, now))
-        if ranked:
-            reviews.append((record_id, score, ranked))
-    insert_rows(
-        Link, ("record_id", "person_id", "state", "source", "score", "contributions", "model_version", "updated_at"),
-        links,
-    )  # fmt: skip
-    insert_rows(
-        LinkEvent,
-        ("change_id", "record_id", "person_after_id", "state_before", "state_after", "source_before", "source_after",
-         "score_after", "contributions_before", "created_at"),
-        events,
-    )  # fmt: skip
-    task_ids = allocate_ids(ReviewTask, len(reviews))
-    insert_rows(
-        ReviewTask,
-        ("id", "record_id", "status", "top_score", "created_at"),
-        (
-            (task_id, record_id, ReviewStatus.OPEN, score, now)
-            for task_id, (record_id, score, _) in zip(task_ids, reviews, strict=True)
-        ),
-    )  # fmt: skip
-    insert_rows(
-        ReviewCandidate,
-        ("task_id", "person_id", "score", "explanation"),
-        (
-            (task_id, person_id(token), probability, scorer.explain(scored, i))
-            for task_id, (_, _, ranked) in zip(task_ids, reviews, strict=True)
-            for token, i, probability in ranked
-        ),
-    )
+    # The first batch of a new index fills these tables: they are then indexed once at the end.
+    with indexes_built_after(Person, Link, LinkEvent, ReviewTask, ReviewCandidate):
+        insert_rows(
+            Person,
+            ("id", "euid", "status", "golden", "created_at", "updated_at"),
+            ((pk, new_euid(), PersonStatus.ACTIVE, build_golden_record(records), now, now)
+             for pk, records in zip(created, members, strict=True)),
+        )  # fmt: skip
+
+        change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")
+        links, events, reviews = [], [], []
+        for record_id, token, state, pair, score, ranked in decisions:
+            explanation = scorer.explain(scored, pair) if pair is not None else {}
+            person = person_id(token)
+            links.append((record_id, person, state, LinkSource.AUTO, score, explanation, scorer.version, now))
+            events.append((change.pk, record_id, person, "", state, "", LinkSource.AUTO, score, {}, now))
+            if ranked:
+                reviews.append((record_id, score, ranked))
+        insert_rows(Link, LINK_COLUMNS, links)
+        insert_rows(LinkEvent, EVENT_COLUMNS, events)
+        task_ids = allocate_ids(ReviewTask, len(reviews))
+        insert_rows(
+            ReviewTask,
+            ("id", "record_id", "status", "top_score", "created_at"),
+            (
+                (task_id, record_id, ReviewStatus.OPEN, score, now)
+                for task_id, (record_id, score, _) in zip(task_ids, reviews, strict=True)
+            ),
+        )  # fmt: skip
+        insert_rows(
+            ReviewCandidate,
+            ("task_id", "person_id", "score", "explanation"),
+            (
+                (task_id, person_id(token), probability, scorer.explain(scored, i))
+                for task_id, (_, _, ranked) in zip(task_ids, reviews, strict=True)
+                for token, i, probability in ranked
+            ),
+        )
     for part in _chunks(batch_ids, 50_000):
         PatientRecord.objects.filter(pk__in=among(part)).update(match_state=MatchState.DONE)
     refresh_golden_records(sorted({link[1] for link in links} - set(created)))

@@ -3,6 +3,7 @@ splitting and undoing. Every link change is written as a LinkChange with its Lin
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
-from hie.bulk import allocate_ids, among, in_processes, insert_rows, without_cycle_collection
+from hie.bulk import allocate_ids, among, in_processes, indexes_built_after, insert_rows, without_cycle_collection
 from hie.exceptions import (
     Conflict,
     Forbidden,
@@ -248,18 +249,19 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     now = timezone.now()
     parts = [fresh[start : start + chunk] for start in range(0, len(fresh), chunk)]
     normalised = in_processes(_normalised, [[fields for _, fields in part] for part in parts])
-    for part, results in zip(parts, normalised, strict=True):
-        new_ids = allocate_ids(PatientRecord, len(part))
-        rows, keys = [], []
-        for record_id, (r, values), (norm, record_keys) in zip(new_ids, part, results, strict=True):
-            rows.append(
-                (record_id, r.organization.pk, r.identifier_system, r.local_id,
-                 *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, MatchState.PENDING, now, now)
-            )  # fmt: skip
-            keys += [(record_id, key) for key in record_keys]
-        insert_rows(PatientRecord, RECORD_COLUMNS, rows)
-        insert_rows(BlockingKey, ("record_id", "key"), keys)
-        ids += new_ids
+    with indexes_built_after(PatientRecord, BlockingKey) if fresh else nullcontext():
+        for part, results in zip(parts, normalised, strict=True):
+            new_ids = allocate_ids(PatientRecord, len(part))
+            rows, keys = [], []
+            for record_id, (r, values), (norm, record_keys) in zip(new_ids, part, results, strict=True):
+                rows.append(
+                    (record_id, r.organization.pk, r.identifier_system, r.local_id,
+                     *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, MatchState.PENDING, now, now)
+                )  # fmt: skip
+                keys += [(record_id, key) for key in record_keys]
+            insert_rows(PatientRecord, RECORD_COLUMNS, rows)
+            insert_rows(BlockingKey, ("record_id", "key"), keys)
+            ids += new_ids
     return ids
 
 

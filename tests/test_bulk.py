@@ -6,6 +6,7 @@ import multiprocessing
 from datetime import UTC, date, datetime
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from hie.bulk import in_processes, insert_rows, without_cycle_collection
 
@@ -57,3 +58,98 @@ def test_insert_rows_writes_json_as_the_json_module_would():
     insert_rows(Person, ("euid", "status", "golden", "created_at", "updated_at"),
                 [("BULKJSON00000001", "active", value, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")])  # fmt: skip
     assert Person.objects.get(euid="BULKJSON00000001").golden == json.loads(json.dumps(value, default=str))
+
+
+def _definitions(table: str) -> set[str]:
+    """The table's index and constraint definitions, as PostgreSQL writes them. A partial index's
+    condition is left out: built again it reads the same but is printed with its casts elsewhere
+    (the tests check what it does instead)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT split_part(indexdef, ' WHERE ', 1) FROM pg_indexes WHERE tablename = %s", [table])
+        indexes = {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass",
+            [table],
+        )
+        return indexes | {row[0] for row in cursor.fetchall()}
+
+
+@pytest.fixture
+def on_postgresql():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("indexes are dropped and built again on PostgreSQL only")
+
+
+def _rows(count: int) -> list[dict]:
+    return [{"org_id": "Bulk", "local_id": f"B{i}", "given_name": f"Name{i}", "family_name": "Bulk",
+             "birth_date": "1990-01-01"} for i in range(count)]  # fmt: skip
+
+
+def _link_rows(count: int, person_id: int) -> list[tuple]:
+    from matching.models import PatientRecord
+
+    records = list(PatientRecord.objects.values_list("pk", flat=True)[:count])
+    return [(record, person_id, "match", "auto", 0.99, {}, 1, "2026-01-01T00:00:00Z") for record in records]
+
+
+@pytest.mark.django_db
+def test_an_empty_table_is_loaded_without_its_indexes_and_references_and_gets_the_same_ones_back(on_postgresql):
+    from hie.bulk import indexes_built_after
+    from matching.batch import LINK_COLUMNS
+    from matching.models import Link, Person
+    from tests.matching.factories import load
+
+    load(_rows(5))
+    person = Person.objects.create(golden={})
+    table = Link._meta.db_table
+    before = _definitions(table)
+    assert any("FOREIGN KEY" in d for d in before)
+    with indexes_built_after(Link):
+        during = _definitions(table)
+        insert_rows(Link, LINK_COLUMNS, _link_rows(5, person.pk))
+    assert [d for d in during if d.startswith("CREATE")] == [
+        f"CREATE UNIQUE INDEX {table}_pkey ON public.{table} USING btree (id)"
+    ]
+    assert not [d for d in during if "FOREIGN KEY" in d]
+    assert _definitions(table) == before
+    assert Link.objects.filter(person=person).count() == 5
+    # The partial unique index (one current person per record) is back and does its work.
+    with pytest.raises(IntegrityError, match="link_one_current_person_per_record"), transaction.atomic():
+        insert_rows(Link, LINK_COLUMNS, _link_rows(1, Person.objects.create(golden={}).pk))
+
+
+@pytest.mark.django_db
+def test_a_table_with_rows_keeps_its_indexes_while_it_is_loaded(on_postgresql):
+    from hie.bulk import indexes_built_after
+    from matching.batch import LINK_COLUMNS
+    from matching.models import Link, Person
+    from tests.matching.factories import load
+
+    load(_rows(4))
+    person = Person.objects.create(golden={})
+    rows = _link_rows(4, person.pk)
+    insert_rows(Link, LINK_COLUMNS, rows[:1])
+    before = _definitions(Link._meta.db_table)
+    with indexes_built_after(Link):
+        assert _definitions(Link._meta.db_table) == before
+        insert_rows(Link, LINK_COLUMNS, rows[1:])
+    assert Link.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_broken_reference_fails_the_load_and_leaves_the_table_as_it_was(on_postgresql):
+    from hie.bulk import indexes_built_after
+    from matching.batch import LINK_COLUMNS
+    from matching.models import Link
+    from tests.matching.factories import load
+
+    load(_rows(1))
+    before = _definitions(Link._meta.db_table)
+    with pytest.raises(IntegrityError), indexes_built_after(Link):
+        insert_rows(Link, LINK_COLUMNS, _link_rows(1, person_id=987_654_321))  # no such person
+    assert _definitions(Link._meta.db_table) == before
+    assert not Link.objects.exists()
