@@ -7,6 +7,7 @@ batch in a few queries and scores every pair in one vectorised pass.
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -37,7 +38,7 @@ from matching.models import (
     ReviewTask,
     new_euid,
 )
-from matching.score import rank_persons, review_threshold
+from matching.score import CONFLICT_BITS, rank_persons, review_threshold
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery, norms_of
 from matching.services import (
     GOLDEN_FIELDS,
@@ -172,17 +173,31 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     if some.any():
         top[some] = np.maximum.reduceat(scored.probability, starts[some])
     rank_them = (top >= review_threshold()).tolist()
+    # The pairs that can decide a link: those reaching review, and those that bar a person
+    # (conflicts). When they link the record, the others could not have changed the outcome;
+    # otherwise all its pairs are ranked, for the review's list of candidates.
+    deciding = np.flatnonzero((scored.probability >= review_threshold()) | ((scored.rules & CONFLICT_BITS) != 0))
+    deciding_starts = np.searchsorted(deciding, starts).tolist()
+    deciding_ends = np.searchsorted(deciding, ends).tolist()
+    deciding = deciding.tolist()
     starts, ends, other_ids = starts.tolist(), ends.tolist(), table_ids[right].tolist()
     person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
+
+    def ranking(pairs: Iterable[int], refusals: set | tuple) -> list:
+        """The candidate persons of some of a record's pairs, ranked."""
+        candidates = ((person_of.get(other_ids[i]), i) for i in pairs)
+        return rank_persons(((token, i) for token, i in candidates
+                             if token is not None and token not in refusals), scored)  # fmt: skip
+
     decisions = []  # (record_id, person token, state, pair index or None, ranked candidates)
     new_persons = 0
     for n, record_id in enumerate(batch_ids):
         ranked = []
         if rank_them[n]:
             refusals = refused.get(record_id, ())
-            candidates = ((person_of.get(other_ids[i]), i) for i in range(starts[n], ends[n]))
-            ranked = rank_persons(((token, i) for token, i in candidates
-                                   if token is not None and token not in refusals), scored)  # fmt: skip
+            ranked = ranking(deciding[deciding_starts[n] : deciding_ends[n]], refusals)
+            if decide(ranked[0][2] if ranked else None) != "linked":
+                ranked = ranking(range(starts[n], ends[n]), refusals)
         decision = decide(ranked[0][2] if ranked else None)
         if decision == "new_person":
             token, state, pair = ("new", new_persons), LinkState.MATCH, None

@@ -87,7 +87,9 @@ def person_probability(best: float, conflict: bool) -> float:
 
 def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -> list[tuple[Hashable, int, float]]:
     """Candidate persons, best first, from (person, pair index) pairs: each as (person, index of its
-    best pair, its person_probability). One ranking for match-on-write, batch matching and $match."""
+    best pair, its person_probability). Of persons with equal probabilities, the one whose best pair
+    comes first (candidates are in id order) ranks first, whichever other pairs are given. One
+    ranking for match-on-write, batch matching and $match."""
     best: dict[Hashable, int] = {}
     conflicting = set()  # persons one of whose records conflicts with the record (CONFLICT_RULES)
     probability, conflicts = scored.probabilities, scored.conflicts
@@ -97,7 +99,7 @@ def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -
         if person not in best or probability[i] > probability[best[person]]:
             best[person] = i
     ranked = [(person, i, person_probability(probability[i], person in conflicting)) for person, i in best.items()]
-    return sorted(ranked, key=lambda item: item[2], reverse=True)
+    return sorted(ranked, key=lambda item: (-item[2], item[1]))
 
 
 def review_threshold() -> float:

@@ -11,11 +11,15 @@ from matching.score import (
     REJECT_RULES,
     REVIEW_RULES,
     RULE_GENERATION,
+    RULE_SSN_CONFLICT,
     RULE_TWINS,
     RULES,
+    ScoredPairs,
     Scorer,
+    auto_link_threshold,
     default_parameters,
     grade,
+    rank_persons,
 )
 
 BASE = {
@@ -122,3 +126,26 @@ def test_rare_surname_agreement_weighs_more_than_a_common_one():
     scored = scorer.score(table, np.array([0, 2]), np.array([1, 3]))
     family = [f.name for f in FIELDS].index("family")
     assert scored.weights[1, family] > scored.weights[0, family] + 5
+
+
+def _scored(probabilities: list[float], conflicting: tuple[int, ...] = ()) -> ScoredPairs:
+    rules = np.zeros(len(probabilities), np.int64)
+    rules[list(conflicting)] = 1 << RULES.index(RULE_SSN_CONFLICT)
+    empty = np.zeros((len(probabilities), len(FIELDS)))
+    return ScoredPairs(levels=empty, weights=empty, probability=np.array(probabilities), rules=rules)
+
+
+def test_of_persons_with_equal_scores_the_one_whose_best_pair_comes_first_ranks_first():
+    scored = _scored([0.10, 0.99, 0.99, 0.40])
+    # Person "a" is met first, through a weak pair; "b"'s best pair comes before "a"'s.
+    everything = rank_persons([("a", 0), ("b", 1), ("a", 2), ("c", 3)], scored)
+    assert [(person, i) for person, i, _ in everything] == [("b", 1), ("a", 2), ("c", 3)]
+    # Ranking only the pairs that reach review gives the same head.
+    assert rank_persons([("b", 1), ("a", 2)], scored) == everything[:2]
+
+
+def test_a_conflicting_pair_bars_its_person_from_linking_however_weak_the_pair():
+    scored = _scored([0.99, 0.05], conflicting=(1,))
+    [(person, i, probability)] = rank_persons([("a", 0), ("a", 1)], scored)
+    assert (person, i) == ("a", 0)
+    assert probability < auto_link_threshold() <= 0.99
