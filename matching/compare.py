@@ -223,13 +223,50 @@ def _equal(p: _Pairs, name: str) -> np.ndarray:
     return np.where(missing, MISSING, (a == b).astype(np.int64))
 
 
+def _one_edit_apart(p: _Pairs, name: str, where: np.ndarray) -> np.ndarray:
+    """For the pairs in `where`: whether the two values are one edit apart (Damerau-Levenshtein
+    distance 1: one character changed, added or dropped, or two neighbours swapped).
+
+    ASCII values of one length, such as SSNs, are compared as rows of bytes, all pairs at once
+    (every pair differs in some identifier, so there are about as many distinct pairs of values
+    as pairs); others by the edit distance.
+    """
+    out = np.zeros(len(p.left), dtype=bool)
+    idx = np.flatnonzero(where)
+    if not len(idx):
+        return out
+    a, b, _ = p.codes(name)
+    uniques = getattr(p.t, f"{name}_uniques")
+    # Byte rows stand for characters only where every character is one byte (ASCII).
+    lengths = np.fromiter((len(u) if u.isascii() else -1 for u in uniques), dtype=np.int64, count=len(uniques))
+    same_length = (lengths[a[idx]] == lengths[b[idx]]) & (lengths[a[idx]] >= 0)
+    rows = np.array([u.encode() if u.isascii() else b"" for u in uniques], dtype=f"S{max(lengths.max(), 2)}")
+    matrix = rows.view(np.uint8).reshape(len(uniques), -1)
+    even = idx[same_length]
+    x, y = matrix[a[even]], matrix[b[even]]
+    differing = x != y
+    count = differing.sum(axis=1)
+    first = np.minimum(differing.argmax(axis=1), matrix.shape[1] - 2)[:, None]
+    swapped = (
+        (count == 2)
+        & np.take_along_axis(differing, first + 1, axis=1)[:, 0]
+        & (np.take_along_axis(x, first, axis=1) == np.take_along_axis(y, first + 1, axis=1))[:, 0]
+        & (np.take_along_axis(x, first + 1, axis=1) == np.take_along_axis(y, first, axis=1))[:, 0]
+    )
+    out[even] = (count == 1) | swapped
+    uneven = np.zeros(len(p.left), dtype=bool)
+    uneven[idx[~same_length]] = True
+    out |= _similarity_where(p, name, uneven, scorer=DamerauLevenshtein.distance) == 1
+    return out
+
+
 def _ssn(p: _Pairs) -> np.ndarray:
     a, b, full_missing = p.codes("ssn")
     a4, b4, four_missing = p.codes("ssn4")
     full = ~full_missing
-    edits = _similarity_where(p, "ssn", full & (a != b), scorer=DamerauLevenshtein.distance)
+    one_edit = _one_edit_apart(p, "ssn", full & (a != b))
     last_four = ~four_missing & (a4 == b4)
-    level = np.select([full & (a == b), full & (edits == 1), last_four], [3, 2, 1], default=0)
+    level = np.select([full & (a == b), one_edit, last_four], [3, 2, 1], default=0)
     return np.where(four_missing, MISSING, level)
 
 

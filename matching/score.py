@@ -82,7 +82,7 @@ def person_probability(best: float, conflict: bool) -> float:
     when another of the person's records conflicts with it (CONFLICT_RULES: a twin, Jr or Sr, a
     household member, another SSN). A chain of records must not carry a person into a relative's
     identity."""
-    return min(best, float(np.nextafter(auto_link_threshold(), 0))) if conflict else best
+    return min(best, math.nextafter(auto_link_threshold(), 0)) if conflict else best
 
 
 def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -> list[tuple[Hashable, int, float]]:
@@ -98,7 +98,8 @@ def rank_persons(pairs: Iterable[tuple[Hashable, int]], scored: "ScoredPairs") -
             conflicting.add(person)
         if person not in best or probability[i] > probability[best[person]]:
             best[person] = i
-    ranked = [(person, i, person_probability(probability[i], person in conflicting)) for person, i in best.items()]
+    ranked = [(person, i, person_probability(probability[i], True) if person in conflicting else probability[i])
+              for person, i in best.items()]  # fmt: skip
     return sorted(ranked, key=lambda item: (-item[2], item[1]))
 
 

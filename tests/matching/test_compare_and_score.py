@@ -149,3 +149,41 @@ def test_a_conflicting_pair_bars_its_person_from_linking_however_weak_the_pair()
     [(person, i, probability)] = rank_persons([("a", 0), ("a", 1)], scored)
     assert (person, i) == ("a", 0)
     assert probability < auto_link_threshold() <= 0.99
+
+
+def test_one_edit_apart_agrees_with_the_edit_distance_on_random_identifiers():
+    import random
+
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    from matching.compare import _one_edit_apart, _Pairs
+
+    rng = random.Random(5)  # noqa: S311 - synthetic test values
+    values = []
+    for _ in range(600):
+        base = "".join(rng.choice("0123456789") for _ in range(rng.choice([9, 9, 7, 11])))
+        changed, at = list(base), rng.randrange(len(base))
+        edit = rng.randrange(5)
+        if edit == 0:
+            changed[at] = rng.choice("0123456789")
+        elif edit == 1 and at < len(changed) - 1:
+            changed[at], changed[at + 1] = changed[at + 1], changed[at]
+        elif edit == 2:
+            del changed[at]
+        elif edit == 3:
+            changed.insert(at, rng.choice("0123456789"))
+        else:
+            changed[at] = "\u0663"  # a digit, but not an ASCII one
+        values += [base, "".join(changed)]
+    table = RecordTable([{"ssn": v} for v in values])
+    left = np.array([rng.randrange(len(values)) for _ in range(3000)] + list(range(0, len(values), 2)))
+    right = np.array([rng.randrange(len(values)) for _ in range(3000)] + list(range(1, len(values), 2)))
+    pairs = _Pairs(table, left, right)
+    a, b, missing = pairs.codes("ssn")
+    found = _one_edit_apart(pairs, "ssn", ~missing & (a != b))
+    expected = [
+        x != y and DamerauLevenshtein.distance(x, y) == 1
+        for x, y in zip(table.ssn[left], table.ssn[right], strict=True)
+    ]
+    assert found.tolist() == expected
+    assert 300 < sum(expected) < len(expected)
