@@ -72,9 +72,9 @@ def build(persons: int, documents: int) -> tuple[float, list[dict]]:
         -- Each person at members 0..k-1 (k = 1, 2 or 3, 1.5 on average).
         INSERT INTO matching_patientrecord (organization_id, identifier_system, local_id, given_name, middle_name,
                 family_name, suffix, previous_family_names, sex, ssn, phones, email, address_line, city, state,
-                postal_code, norm, source, version, active, match_state, created_at, updated_at)
+                postal_code, norm, source, version, active, created_at, updated_at)
             SELECT org.id, 'urn:oid:2.999.' || org.n, 'P' || p.id, '', '', '', '', '[]', 'unknown', '', '[]', '', '',
-                   '', '', '', '{{}}', 'csv', 1, true, 'done', now(), now()
+                   '', '', '', '{{}}', 'csv', 1, true, now(), now()
             FROM matching_person p JOIN org ON org.n < 1 + (p.id % 4 = 0)::int + (p.id % 4 = 1)::int * 2;
         INSERT INTO matching_link (record_id, person_id, state, source, contributions, updated_at)
             SELECT r.id, substr(r.local_id, 2)::int, 'match', 'auto', '{{}}', now() FROM matching_patientrecord r;

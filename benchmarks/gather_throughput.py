@@ -103,9 +103,9 @@ def build(custodians: list[ThreadingHTTPServer], persons: int) -> None:
             FROM generate_series(1, {persons}) p;
         INSERT INTO matching_patientrecord (organization_id, identifier_system, local_id, given_name, middle_name,
                 family_name, suffix, previous_family_names, sex, ssn, phones, email, address_line, city, state,
-                postal_code, norm, source, version, active, match_state, created_at, updated_at)
+                postal_code, norm, source, version, active, created_at, updated_at)
             SELECT s.organization_id, s.uri, 'P' || p.id, '', '', '', '', '[]', 'unknown', '', '[]', '', '', '', '',
-                   '', '{{}}', 'csv', 1, true, 'done', now(), now()
+                   '', '{{}}', 'csv', 1, true, now(), now()
             FROM matching_person p CROSS JOIN orgs_identifiersystem s;
         INSERT INTO matching_link (record_id, person_id, state, source, contributions, updated_at)
             SELECT r.id, substr(r.local_id, 2)::int, 'match', 'auto', '{{}}', now() FROM matching_patientrecord r;

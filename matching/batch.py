@@ -29,8 +29,8 @@ from matching.models import (
     LinkEvent,
     LinkSource,
     LinkState,
-    MatchState,
     PatientRecord,
+    PendingMatch,
     Person,
     PersonStatus,
     ReviewCandidate,
@@ -93,8 +93,8 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     batch = []  # (pk, norm, the record's fields for its golden record)
     fields = [name for name in GOLDEN_FIELDS if name != "norm"]
     for part in _chunks(sorted(set(record_ids) - linked_already)):
-        pending = PatientRecord.objects.select_for_update().filter(
-            pk__in=among(part), active=True, match_state=MatchState.PENDING
+        pending = PatientRecord.objects.select_for_update(of=("self",)).filter(
+            pk__in=among(part), active=True, pending__isnull=False
         )
         for pk, norm, *values in norms_of(pending.order_by("pk"), *fields):  # records are decided in id order
             batch.append((pk, norm, {**dict(zip(fields, values, strict=True)), "norm": norm}))
@@ -268,7 +268,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
             ),
         )
     for part in _chunks(batch_ids, 50_000):
-        PatientRecord.objects.filter(pk__in=among(part)).update(match_state=MatchState.DONE)
+        PendingMatch.objects.filter(record_id__in=among(part)).delete()
     refresh_golden_records(sorted({link[1] for link in links} - set(created)))
     if outcome.oversized_passes:
         logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})

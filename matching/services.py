@@ -35,9 +35,9 @@ from matching.models import (
     LinkEvent,
     LinkSource,
     LinkState,
-    MatchState,
     PairLabel,
     PatientRecord,
+    PendingMatch,
     Person,
     PersonStatus,
     ReviewCandidate,
@@ -144,8 +144,8 @@ def register_record(
         setattr(record, name, value)
     record.source = source
     record.norm = normalise(**fields)
-    record.match_state = MatchState.PENDING
     record.save()
+    PendingMatch.objects.update_or_create(record=record, defaults={"since": record.updated_at})
     replace_blocking_keys(record)
     if enqueue:
         enqueue_match(record.pk)
@@ -211,7 +211,7 @@ class NewRegistration:
 RECORD_COLUMNS = ("id", "organization_id", "identifier_system", "local_id", "given_name", "middle_name",
                   "family_name", "suffix", "previous_family_names", "sex", "birth_date", "ssn", "phones", "email",
                   "address_line", "city", "state", "postal_code", "norm", "source", "version", "active",
-                  "match_state", "created_at", "updated_at")  # fmt: skip
+                  "created_at", "updated_at")  # fmt: skip
 DEMOGRAPHIC_COLUMNS = RECORD_COLUMNS[4:18]
 
 
@@ -249,18 +249,19 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     now = timezone.now()
     parts = [fresh[start : start + chunk] for start in range(0, len(fresh), chunk)]
     normalised = in_processes(_normalised, [[fields for _, fields in part] for part in parts])
-    with indexes_built_after(PatientRecord, BlockingKey) if fresh else nullcontext():
+    with indexes_built_after(PatientRecord, BlockingKey, PendingMatch) if fresh else nullcontext():
         for part, results in zip(parts, normalised, strict=True):
             new_ids = allocate_ids(PatientRecord, len(part))
             rows, keys = [], []
             for record_id, (r, values), (norm, record_keys) in zip(new_ids, part, results, strict=True):
                 rows.append(
                     (record_id, r.organization.pk, r.identifier_system, r.local_id,
-                     *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, MatchState.PENDING, now, now)
+                     *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, now, now)
                 )  # fmt: skip
                 keys += [(record_id, key) for key in record_keys]
             insert_rows(PatientRecord, RECORD_COLUMNS, rows)
             insert_rows(BlockingKey, ("record_id", "key"), keys)
+            insert_rows(PendingMatch, ("record_id", "since"), [(record_id, now) for record_id in new_ids])
             ids += new_ids
     return ids
 
@@ -312,8 +313,7 @@ def match_record(record_id: int) -> MatchOutcome:
     lock_blocking_keys(keys)
     current = current_link(record.pk)
     if not record.active:
-        record.match_state = MatchState.DONE
-        record.save(update_fields=["match_state"])
+        PendingMatch.objects.filter(record=record).delete()
         return MatchOutcome("inactive", None)
     if current is not None and current.source == LinkSource.MANUAL:
         # People decided this record's person; automatic matching never overrides them.
@@ -375,8 +375,7 @@ def _only_record_of(person_id: int, record_id: int) -> bool:
 
 
 def _finish(record: PatientRecord, person_ids: list[int]) -> None:
-    record.match_state = MatchState.DONE
-    record.save(update_fields=["match_state"])
+    PendingMatch.objects.filter(record=record).delete()
     refresh_golden_records(person_ids)
 
 
@@ -727,8 +726,8 @@ def merge_at_source(*, organization: Organization, retired: tuple[str, str], sur
         _cancel_open_reviews(old)
     old.active = False
     old.version += 1
-    old.match_state = MatchState.DONE
-    old.save(update_fields=["active", "version", "match_state", "updated_at"])
+    old.save(update_fields=["active", "version", "updated_at"])
+    PendingMatch.objects.filter(record=old).delete()
     affected = {survivor.pk} | ({old_link.person_id} if old_link else set())
     refresh_golden_records(list(affected))
     _audit(actor, "source-merge", survivor, {"record": old.pk, "into_record": new.pk})

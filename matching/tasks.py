@@ -7,7 +7,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from matching.batch import match_batch
-from matching.models import MatchState, PatientRecord
+from matching.models import PendingMatch
 from matching.rematch import run_rematch
 from matching.services import match_record
 from matching.training import train_and_activate
@@ -22,11 +22,7 @@ def match_record_task(record_id: int) -> None:
 def sweep_pending_matches(older_than_seconds: int = 120) -> int:
     """Re-enqueue records stored but never matched (a lost message, a worker that died)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(
-        PatientRecord.objects.filter(match_state=MatchState.PENDING, updated_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )[:10_000]
-    )
+    ids = list(PendingMatch.objects.filter(since__lt=cutoff).values_list("record_id", flat=True)[:10_000])
     for record_id in ids:
         match_record_task.delay(record_id)
     return len(ids)

@@ -8,12 +8,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
 from hie.orgs.services import create_organization
 from matching.batch import match_batch
 from matching.blocking import blocking_keys
 from matching.csv_input import HEADER, parse_row
-from matching.models import BlockingKey, Link, LinkState, PatientRecord
+from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch
 from matching.normalize import normalise
 from matching.services import DEMOGRAPHIC_COLUMNS, match_record
 from matching.synthetic import generate
@@ -52,7 +53,7 @@ def test_batch_matching_decides_as_one_by_one_matching_would():
     batch_result = partition()
 
     Link.objects.all().delete()
-    PatientRecord.objects.update(match_state="pending")
+    PendingMatch.objects.bulk_create(PendingMatch(record_id=pk, since=timezone.now()) for pk in ids)
     for record_id in sorted(ids):
         match_record(record_id)
     assert partition() == batch_result
@@ -109,7 +110,8 @@ def test_import_loads_and_matches_a_members_file(tmp_path, django_capture_on_com
     write_csv(tmp_path / "in.csv", rows)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("import_patients", str(tmp_path / "in.csv"), "--org", "Riverside")
-    assert PatientRecord.objects.filter(organization__name="Riverside", match_state="done").count() == len(rows)
+    assert PatientRecord.objects.filter(organization__name="Riverside").count() == len(rows)
+    assert not PendingMatch.objects.exists()
     assert Link.objects.filter(state=LinkState.MATCH).count() + Link.objects.filter(
         state=LinkState.POSSIBLE_MATCH
     ).count() == len(rows)

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 import pytest
 from django.db import transaction
 
-from matching.models import Link, LinkState, MatchState, PatientRecord, Person
+from matching.models import Link, LinkState, PendingMatch, Person
 from tests.conftest import wait_for
 from tests.matching.factories import organization, register
 
@@ -30,7 +30,7 @@ def test_concurrent_records_of_one_person_make_one_person(celery_worker):
             register(org_a, f"A{n}", **person)
             register(org_b, f"B{n}", **person)
 
-    wait_for(lambda: not PatientRecord.objects.filter(match_state=MatchState.PENDING).exists(), timeout=60)
+    wait_for(lambda: not PendingMatch.objects.exists(), timeout=60)
     assert Person.objects.filter(links__state=LinkState.MATCH).distinct().count() == PAIRS
     for n in range(PAIRS):
         persons = set(

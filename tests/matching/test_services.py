@@ -12,9 +12,9 @@ from matching.models import (
     Link,
     LinkSource,
     LinkState,
-    MatchState,
     PairLabel,
     PatientRecord,
+    PendingMatch,
     Person,
     PersonStatus,
     ReviewStatus,
@@ -53,8 +53,7 @@ def test_same_person_at_two_organizations_is_linked_automatically(django_capture
     assert (link.state, link.source) == (LinkState.MATCH, LinkSource.AUTO)
     assert link.score >= 0.95
     assert {f["field"] for f in link.contributions["fields"]} >= {"given", "family", "ssn"}
-    b.refresh_from_db()
-    assert b.match_state == MatchState.DONE
+    assert not PendingMatch.objects.filter(record=b).exists()
     golden = person_of(a).golden
     assert len(golden["identifiers"]) == 2
 
@@ -266,14 +265,12 @@ def test_sweep_matches_records_left_pending_and_leaves_fresh_ones(django_capture
     # The match message was lost: the records were stored but their tasks never ran.
     lost = register(org).record
     fresh = register(org, given_name="Tobias", family_name="Lindqvist").record
-    PatientRecord.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert set(PendingMatch.objects.values_list("record_id", flat=True)) == {lost.pk, fresh.pk}
+    PendingMatch.objects.filter(record=lost).update(since=timezone.now() - timedelta(minutes=5))
 
     assert sweep_pending_matches(older_than_seconds=120) == 1
-    lost.refresh_from_db()
-    fresh.refresh_from_db()
-    assert lost.match_state == MatchState.DONE
     assert current_link(lost.pk) is not None
-    assert fresh.match_state == MatchState.PENDING
+    assert list(PendingMatch.objects.values_list("record_id", flat=True)) == [fresh.pk]
 
 
 @pytest.mark.parametrize("same", [True, False])

@@ -18,7 +18,7 @@ from hie.bulk import analyze, without_cycle_collection
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
-from matching.models import BlockingKey, Link, LinkState, MatchState, PatientRecord, Person, Source, TrainingRun
+from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
 from matching.selectors import current_person_subquery
 from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_task
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 ],
                 source=Source.CSV,
             )
-        analyze(PatientRecord, BlockingKey)
+        analyze(PatientRecord, BlockingKey, PendingMatch)
         timings["load"] = time.monotonic() - started
 
         if not options["no_train"]:
@@ -97,7 +97,7 @@ class Command(BaseCommand):
 
     def _wait_for_workers(self, organizations: list[Organization]) -> None:
         # The database, not the broker, says what is finished.
-        while PatientRecord.objects.filter(organization__in=organizations, match_state=MatchState.PENDING).exists():
+        while PendingMatch.objects.filter(record__organization__in=organizations).exists():
             time.sleep(1)
 
     def _write(self, path: Path, registrations: list, organizations: dict[str, Organization]) -> None:

@@ -11,7 +11,7 @@ from hie.bulk import analyze
 from hie.exceptions import HieError
 from hie.orgs.models import Organization
 from matching.csv_input import HEADER, CsvError, read_registrations
-from matching.models import BlockingKey, PatientRecord, Source
+from matching.models import BlockingKey, PatientRecord, PendingMatch, Source
 from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_task
 
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                 match_batch_task.delay_on_commit(ids)
         except HieError as exc:
             raise CommandError(str(exc)) from exc
-        analyze(PatientRecord, BlockingKey)
+        analyze(PatientRecord, BlockingKey, PendingMatch)
         sys.stderr.write("\n")
         self.stdout.write(
             f"loaded {len(ids)} registrations for {organization.name} in {time.monotonic() - started:.1f}s; "
