@@ -12,9 +12,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import orjson
 from django.db import connection, transaction
-from django.db.models import Model
+from django.db.models import JSONField, Model
 from django.db.models.expressions import RawSQL
 
 
@@ -42,18 +43,65 @@ def _cell(value: object) -> object:
 def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    rows = _with_json_cells(rows, _json_positions(model, columns))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # COPY goes to psycopg's own cursor: its errors are given Django's types here.
             with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row([_cell(v) for v in row])
+                    copy.write_row(row)
         else:
             placeholders = ", ".join(["%s"] * len(columns))
             cursor.executemany(
                 f"INSERT INTO {table} ({names}) VALUES ({placeholders})",  # noqa: S608 - names from the model
-                [[_cell(v) for v in row] for row in rows],
+                list(rows),
             )
+
+
+def _json_positions(model: type[Model], columns: Sequence[str]) -> list[int]:
+    fields = {f.column: f for f in model._meta.concrete_fields}
+    return [i for i, column in enumerate(columns) if isinstance(fields[column], JSONField)]
+
+
+def _with_json_cells(rows: Iterable[Sequence[object]], positions: list[int]) -> Iterable[Sequence[object]]:
+    """The rows with the values of JSON columns encoded (the other values go to the driver as they are)."""
+    if not positions:
+        yield from rows
+        return
+    for row in rows:
+        row = list(row)
+        for i in positions:
+            row[i] = _cell(row[i])
+        yield row
+
+
+# PostgreSQL's binary COPY: a signature, flags and a header extension length, then the rows,
+# then -1 where the next row's column count would be.
+_BINARY_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_COPY_TRAILER = b"\xff\xff"
+
+
+def insert_bigints(model: type[Model], columns: Sequence[str], values: Sequence[np.ndarray]) -> None:
+    """Rows of bigint columns, given column-wise as arrays of equal length (blocking keys).
+
+    On PostgreSQL the rows are encoded for binary COPY all at once with numpy: a million rows
+    take milliseconds, where passing them one by one as tuples took seconds.
+    """
+    if connection.vendor != "postgresql":
+        insert_rows(model, columns, zip(*(np.asarray(v).tolist() for v in values), strict=True))
+        return
+    rows = np.empty(len(values[0]), dtype=[("count", ">i2")] + [
+        item for i in range(len(columns)) for item in ((f"size{i}", ">i4"), (f"value{i}", ">i8"))
+    ])  # fmt: skip
+    rows["count"] = len(columns)
+    for i, column in enumerate(values):
+        rows[f"size{i}"] = 8
+        rows[f"value{i}"] = column
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    statement = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
+        copy.write(_BINARY_COPY_HEADER + rows.tobytes() + _BINARY_COPY_TRAILER)
 
 
 @contextmanager

@@ -6,14 +6,24 @@ import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from itertools import chain
 from types import SimpleNamespace
 
+import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
 from hie.audit.models import Action
 from hie.audit.services import SYSTEM, Actor, record_event
-from hie.bulk import allocate_ids, among, in_processes, indexes_built_after, insert_rows, without_cycle_collection
+from hie.bulk import (
+    allocate_ids,
+    among,
+    in_processes,
+    indexes_built_after,
+    insert_bigints,
+    insert_rows,
+    without_cycle_collection,
+)
 from hie.exceptions import (
     Conflict,
     Forbidden,
@@ -252,15 +262,17 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     with indexes_built_after(PatientRecord, BlockingKey, PendingMatch) if fresh else nullcontext():
         for part, results in zip(parts, normalised, strict=True):
             new_ids = allocate_ids(PatientRecord, len(part))
-            rows, keys = [], []
-            for record_id, (r, values), (norm, record_keys) in zip(new_ids, part, results, strict=True):
-                rows.append(
-                    (record_id, r.organization.pk, r.identifier_system, r.local_id,
-                     *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, now, now)
-                )  # fmt: skip
-                keys += [(record_id, key) for key in record_keys]
+            rows = [
+                (record_id, r.organization.pk, r.identifier_system, r.local_id,
+                 *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, now, now)
+                for record_id, (r, values), (norm, _) in zip(new_ids, part, results, strict=True)
+            ]  # fmt: skip
             insert_rows(PatientRecord, RECORD_COLUMNS, rows)
-            insert_rows(BlockingKey, ("record_id", "key"), keys)
+            key_counts = [len(keys) for _, keys in results]
+            insert_bigints(BlockingKey, ("record_id", "key"), (
+                np.repeat(np.array(new_ids, dtype=np.int64), key_counts),
+                np.fromiter(chain.from_iterable(keys for _, keys in results), dtype=np.int64, count=sum(key_counts)),
+            ))  # fmt: skip
             insert_rows(PendingMatch, ("record_id", "since"), [(record_id, now) for record_id in new_ids])
             ids += new_ids
     return ids

@@ -60,6 +60,23 @@ def test_insert_rows_writes_json_as_the_json_module_would():
     assert Person.objects.get(euid="BULKJSON00000001").golden == json.loads(json.dumps(value, default=str))
 
 
+@pytest.mark.django_db
+def test_bigint_columns_are_written_as_given_whatever_their_sign_and_size():
+    import numpy as np
+
+    from hie.bulk import insert_bigints
+    from matching.models import BlockingKey
+    from tests.matching.factories import load
+
+    records = load(_rows(3))
+    BlockingKey.objects.all().delete()
+    keys = np.array([-(2**63), -1, 0, 2**63 - 1, 9 << 59 | 12345, 7], dtype=np.int64)
+    owners = np.repeat(np.array(records, dtype=np.int64), 2)
+    insert_bigints(BlockingKey, ("record_id", "key"), (owners, keys))
+    written = sorted(BlockingKey.objects.values_list("record_id", "key"))
+    assert written == sorted(zip(owners.tolist(), keys.tolist(), strict=True))
+
+
 def _definitions(table: str) -> set[str]:
     """The table's index and constraint definitions, as PostgreSQL writes them. A partial index's
     condition is left out: built again it reads the same but is printed with its casts elsewhere
