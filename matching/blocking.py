@@ -5,6 +5,7 @@ candidate only has to share one key. Keys hold no readable PHI: values are hashe
 """
 
 import hashlib
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,8 @@ def given_root(norm: dict) -> str:
     return group[0] if group else ""
 
 
-def blocking_keys(norm: dict) -> list[int]:
+def blocking_keys(norm: dict, passes: Collection[str] = PASSES) -> list[int]:
+    """The record's keys, of the given passes only if asked (training uses two of them)."""
     values: dict[str, list[str]] = {
         "ssn": [norm["ssn"]] if norm.get("ssn") else [],
         "ssn_part": [f"first:{norm['ssn'][:-4]}", f"last:{norm['ssn'][-4:]}"] if norm.get("ssn") else [],
@@ -71,7 +73,7 @@ def blocking_keys(norm: dict) -> list[int]:
         house = norm["address"].split(" ", 1)[0]
         if house.isdigit():
             values["house_postal"].append(f"{house}|{norm['postal']}")
-    keys = {key_for(name, value) for name, items in values.items() for value in items if value}
+    keys = {key_for(name, value) for name in passes for value in values[name] if value}
     return sorted(keys)
 
 

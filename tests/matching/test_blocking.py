@@ -1,6 +1,7 @@
 """Blocking: keys, and the pairs of records that share one."""
 
 import itertools
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -68,3 +69,17 @@ def test_candidate_pairs_are_ordered_by_the_first_record():
     shared = key_for("ssn", "1")
     left, right, _ = candidate_pairs([[shared], [shared, key_for("dob", "x")], [shared]], cap=10)
     assert list(zip(left.tolist(), right.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_keys_of_some_passes_are_the_record_keys_of_those_passes():
+    from matching.blocking import blocking_keys
+    from matching.normalize import normalise
+
+    norm = normalise(
+        given_name="Bill", family_name="Nguyen-Smith", birth_date=date(1980, 3, 4), ssn="521-43-8876",
+        phones=["503-555-0142"], email="b@example.org", address_line="77 Larch St", postal_code="97301",
+    )  # fmt: skip
+    every = blocking_keys(norm)
+    assert {pass_of(k) for k in every} == set(PASSES)
+    for passes in (("dob",), ("fam_given",), ("dob", "fam_given"), ("ssn", "addr", "phone")):
+        assert blocking_keys(norm, passes) == [k for k in every if pass_of(k) in passes]

@@ -64,3 +64,16 @@ def test_too_few_records_fail_the_run_with_a_message():
         train_and_activate(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED
+
+
+def test_distinct_agreement_patterns_are_what_numpy_unique_gives_for_rows():
+    from matching.training import _distinct_rows
+
+    rng = np.random.default_rng(3)
+    levels = rng.integers(-1, 6, size=(5000, 10)).astype(np.int8)
+    levels[:4000, 2:] = rng.integers(-1, 1, size=(4000, 8))  # many repeated patterns
+    patterns, inverse, counts = np.unique(levels, axis=0, return_inverse=True, return_counts=True)
+    found = _distinct_rows(levels)
+    assert np.array_equal(found[0], patterns)
+    assert np.array_equal(found[1], inverse.ravel())
+    assert np.array_equal(found[2], counts)
