@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 import orjson
 from django.db import connection, transaction
-from django.db.models import JSONField, Model
+from django.db.models import JSONField, Model, QuerySet
 from django.db.models.expressions import RawSQL
 
 
@@ -102,6 +102,31 @@ def insert_bigints(model: type[Model], columns: Sequence[str], values: Sequence[
     statement = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
         copy.write(_BINARY_COPY_HEADER + rows.tobytes() + _BINARY_COPY_TRAILER)
+
+
+def bigint_rows(queryset: QuerySet) -> np.ndarray:
+    """The rows of a values_list query of bigint columns that are never NULL (blocking keys and
+    record ids), as an int64 array of shape (rows, columns).
+
+    On PostgreSQL each column comes back as one value, its numbers packed by the server
+    (string_agg of int8send), which numpy reads in one go: a batch's two million keys took
+    seconds as Python tuples, and as COPY rows too.
+    """
+    sql, params = queryset.query.sql_with_params()
+    width = len(queryset._fields)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(sql, params)
+            return np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, width)
+        # One aggregation pass feeds every row to each aggregate in turn: the columns stay aligned.
+        packed = ", ".join(f"string_agg(int8send(c{i}), ''::bytea)" for i in range(width))
+        names = ", ".join(f"c{i}" for i in range(width))
+        cursor.execute(f"SELECT count(*), {packed} FROM ({sql}) AS found ({names})", params)  # noqa: S608
+        count, *columns = cursor.fetchone()
+    values = [np.frombuffer(bytes(column or b""), dtype=">i8").astype(np.int64) for column in columns]
+    if any(len(column) != count for column in values):
+        raise ValueError("bigint_rows reads bigint columns that are never NULL")
+    return np.stack(values, axis=1) if count else np.zeros((0, width), dtype=np.int64)
 
 
 @contextmanager

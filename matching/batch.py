@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from hie.bulk import allocate_ids, among, indexes_built_after, insert_rows, without_cycle_collection
+from hie.bulk import allocate_ids, among, bigint_rows, indexes_built_after, insert_rows, without_cycle_collection
 from matching.blocking import block_pairs
 from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
@@ -73,14 +73,6 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[start : start + size]
 
 
-def _rows(queryset) -> list[tuple]:
-    """The rows of a values_list query straight from the cursor (no per-row ORM work; plain columns only)."""
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 @without_cycle_collection()
 @transaction.atomic
 def match_batch(record_ids: list[int]) -> BatchOutcome:
@@ -104,26 +96,29 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     if not batch:
         return outcome
     batch_ids = [pk for pk, _, _ in batch]
-    key_rows = []
-    for part in _chunks(batch_ids, 20_000):
-        key_rows += _rows(BlockingKey.objects.filter(record_id__in=among(part)).values_list("key", "record_id"))
-    keys = sorted({key for key, _ in key_rows})
+    # (key, record) rows: the batch's keys, then those of records already linked to a person that
+    # share them. Other pending records are matched by their own task; batch records have no
+    # current link yet, so the join leaves them out.
+    block_rows = [
+        bigint_rows(BlockingKey.objects.filter(record_id__in=among(part)).values_list("key", "record_id"))
+        for part in _chunks(batch_ids, 20_000)
+    ]
+    keys = np.unique(np.concatenate(block_rows)[:, 0]).tolist()
     lock_blocking_keys(keys)
-    # Candidates are the batch's own records and records already linked to a person; other
-    # pending records are matched by their own task.
-    block_rows = list(key_rows)
-    # (Batch records have no current link yet, so the join leaves them out.)
     if Link.objects.filter(state__in=CONFIRMED).exists():
-        for part in _chunks(keys):
-            block_rows += list(
+        block_rows += [
+            bigint_rows(
                 BlockingKey.objects.filter(key__in=among(part), record__links__state__in=CONFIRMED).values_list(
                     "key", "record_id"
                 )
             )
+            for part in _chunks(keys)
+        ]
+    block_rows = np.concatenate(block_rows)
     # Who is already someone: linked records outside the batch that share a block with it
     # (blocks over the cap are skipped below).
-    codes, block_keys = pd.factorize(np.array([key for key, _ in block_rows], dtype=np.int64))
-    entry_ids = np.array([record for _, record in block_rows], dtype=np.int64)
+    codes, block_keys = pd.factorize(block_rows[:, 0])
+    entry_ids = block_rows[:, 1]
     small = np.bincount(codes)[codes] <= settings.MATCH_BLOCK_CAP
     known = {}
     for part in _chunks(np.setdiff1d(entry_ids[small], batch_ids).tolist()):

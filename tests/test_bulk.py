@@ -77,6 +77,21 @@ def test_bigint_columns_are_written_as_given_whatever_their_sign_and_size():
     assert written == sorted(zip(owners.tolist(), keys.tolist(), strict=True))
 
 
+@pytest.mark.django_db
+def test_bigint_rows_are_the_rows_of_the_query_as_an_array():
+    from hie.bulk import bigint_rows
+    from matching.models import BlockingKey
+    from tests.matching.factories import load
+
+    records = load(_rows(4))
+    query = BlockingKey.objects.filter(record_id__in=records[1:]).values_list("key", "record_id")
+    found = bigint_rows(query)
+    assert found.dtype == "int64"
+    assert found.shape == (query.count(), 2)
+    assert sorted(map(tuple, found.tolist())) == sorted(query)
+    assert bigint_rows(query.filter(record_id=-1)).shape == (0, 2)
+
+
 def _definitions(table: str) -> set[str]:
     """The table's index and constraint definitions, as PostgreSQL writes them. A partial index's
     condition is left out: built again it reads the same but is printed with its casts elsewhere
