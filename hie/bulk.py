@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 import orjson
 from django.db import connection, transaction
-from django.db.models import JSONField, Model, QuerySet
+from django.db.models import DateField, DateTimeField, JSONField, Model, QuerySet
 from django.db.models.expressions import RawSQL
 
 
@@ -43,9 +43,9 @@ def _cell(value: object) -> object:
 def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
-    rows = _with_json_cells(rows, _json_positions(model, columns))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            rows = _encoded(rows, model, columns, dates=True)
             # COPY goes to psycopg's own cursor: its errors are given Django's types here.
             with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
@@ -54,24 +54,33 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
             placeholders = ", ".join(["%s"] * len(columns))
             cursor.executemany(
                 f"INSERT INTO {table} ({names}) VALUES ({placeholders})",  # noqa: S608 - names from the model
-                list(rows),
+                list(_encoded(rows, model, columns, dates=False)),
             )
 
 
-def _json_positions(model: type[Model], columns: Sequence[str]) -> list[int]:
+def _encoded(
+    rows: Iterable[Sequence[object]], model: type[Model], columns: Sequence[str], *, dates: bool
+) -> Iterable[Sequence[object]]:
+    """The rows with JSON values encoded and, if asked, dates and times written in ISO 8601; the
+    other values go to the driver as they are. (psycopg took two thirds of the time of a COPY of
+    records adapting their dates and times, where the text costs a tenth.)"""
     fields = {f.column: f for f in model._meta.concrete_fields}
-    return [i for i, column in enumerate(columns) if isinstance(fields[column], JSONField)]
-
-
-def _with_json_cells(rows: Iterable[Sequence[object]], positions: list[int]) -> Iterable[Sequence[object]]:
-    """The rows with the values of JSON columns encoded (the other values go to the driver as they are)."""
-    if not positions:
+    json = [i for i, column in enumerate(columns) if isinstance(fields[column], JSONField)]
+    times = [i for i, column in enumerate(columns) if dates and isinstance(fields[column], DateField | DateTimeField)]
+    if not json and not times:
         yield from rows
         return
+    written: dict = {}  # a batch stamps its rows with one time: each distinct value is written once
     for row in rows:
         row = list(row)
-        for i in positions:
+        for i in json:
             row[i] = _cell(row[i])
+        for i in times:
+            value = row[i]
+            if value is not None and not isinstance(value, str):
+                if value not in written:
+                    written[value] = value.isoformat()
+                row[i] = written[value]
         yield row
 
 

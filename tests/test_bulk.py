@@ -92,6 +92,21 @@ def test_bigint_rows_are_the_rows_of_the_query_as_an_array():
     assert bigint_rows(query.filter(record_id=-1)).shape == (0, 2)
 
 
+@pytest.mark.django_db
+def test_insert_rows_keeps_dates_and_times_whatever_their_zone():
+    from datetime import timedelta, timezone
+
+    from matching.models import Person
+
+    eastern = timezone(timedelta(hours=-5))
+    at = datetime(2026, 3, 8, 1, 59, 59, 123456, tzinfo=eastern)
+    insert_rows(Person, ("euid", "status", "golden", "created_at", "updated_at"),
+                [("BULKTIME00000001", "active", {}, at, at + timedelta(microseconds=1))])  # fmt: skip
+    person = Person.objects.get(euid="BULKTIME00000001")
+    assert person.created_at == at
+    assert person.updated_at - person.created_at == timedelta(microseconds=1)
+
+
 def _definitions(table: str) -> set[str]:
     """The table's index and constraint definitions, as PostgreSQL writes them. A partial index's
     condition is left out: built again it reads the same but is printed with its casts elsewhere
