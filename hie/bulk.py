@@ -155,29 +155,29 @@ def indexes_built_after(*models: type[Model]) -> Iterator[None]:
         yield
         return
     with transaction.atomic():
-        rebuild = _altered(lambda: _drop_indexes_of_empty(models))
+        with _pending_checks_made():
+            rebuild = _drop_indexes_of_empty(models)
         yield
         if rebuild:
-            _altered(lambda: [_execute(statement) for statement in rebuild])
+            with _pending_checks_made(), connection.cursor() as cursor:
+                for statement in rebuild:
+                    cursor.execute(statement)
 
 
-def _altered(alter: Callable[[], list]) -> list:
-    """Run `alter` (ALTER TABLE and the like) with the checks of earlier rows made first.
+@contextmanager
+def _pending_checks_made() -> Iterator[None]:
+    """A block that alters tables, with the checks that earlier rows left for the commit made first.
 
     A table cannot be altered while checks of its rows or references wait for the commit, so
-    such checks are made now; then they are deferred again (Django declares every reference
-    deferrable, initially deferred). If `alter` fails, the rollback of the caller's savepoint
+    they are made now; after the block they are deferred again (Django declares every reference
+    deferrable, initially deferred). If the block fails, the rollback of the caller's savepoint
     restores the deferral with everything else.
     """
-    _execute("SET CONSTRAINTS ALL IMMEDIATE")
-    done = alter()
-    _execute("SET CONSTRAINTS ALL DEFERRED")
-    return done
-
-
-def _execute(statement: str) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(statement)
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def _drop_indexes_of_empty(models: Sequence[type[Model]]) -> list[str]:

@@ -30,7 +30,6 @@ from matching.models import (
     LinkSource,
     LinkState,
     PatientRecord,
-    PendingMatch,
     Person,
     PersonStatus,
     ReviewCandidate,
@@ -38,13 +37,14 @@ from matching.models import (
     ReviewTask,
     new_euid,
 )
-from matching.score import CONFLICT_BITS, rank_persons, review_threshold
+from matching.score import rank_persons, review_threshold
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery, norms_of
 from matching.services import (
     GOLDEN_FIELDS,
     REVIEW_CANDIDATES,
     decide,
     match_record,
+    matched,
     refresh_golden_records,
 )
 from matching.survivorship import build_golden_record
@@ -171,7 +171,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     # The pairs that can decide a link: those reaching review, and those that bar a person
     # (conflicts). When they link the record, the others could not have changed the outcome;
     # otherwise all its pairs are ranked, for the review's list of candidates.
-    deciding = np.flatnonzero((scored.probability >= review_threshold()) | ((scored.rules & CONFLICT_BITS) != 0))
+    deciding = np.flatnonzero((scored.probability >= review_threshold()) | scored.conflict_mask)
     deciding_starts = np.searchsorted(deciding, starts).tolist()
     deciding_ends = np.searchsorted(deciding, ends).tolist()
     deciding = deciding.tolist()
@@ -263,7 +263,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
             ),
         )
     for part in _chunks(batch_ids, 50_000):
-        PendingMatch.objects.filter(record_id__in=among(part)).delete()
+        matched(part)
     refresh_golden_records(sorted({link[1] for link in links} - set(created)))
     if outcome.oversized_passes:
         logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})

@@ -131,9 +131,14 @@ class ScoredPairs:
         return self.probability.tolist()
 
     @cached_property
-    def conflicts(self) -> list[bool]:
+    def conflict_mask(self) -> np.ndarray:
         """Per pair: whether a CONFLICT_RULES rule applied."""
-        return ((self.rules & CONFLICT_BITS) != 0).tolist()
+        return (self.rules & CONFLICT_BITS) != 0
+
+    @cached_property
+    def conflicts(self) -> list[bool]:
+        """`conflict_mask` as a list, for loops that visit pairs one at a time."""
+        return self.conflict_mask.tolist()
 
     def rules_of(self, i: int) -> list[str]:
         applied = int(self.rules[i])

@@ -325,7 +325,7 @@ def match_record(record_id: int) -> MatchOutcome:
     lock_blocking_keys(keys)
     current = current_link(record.pk)
     if not record.active:
-        PendingMatch.objects.filter(record=record).delete()
+        matched([record.pk])
         return MatchOutcome("inactive", None)
     if current is not None and current.source == LinkSource.MANUAL:
         # People decided this record's person; automatic matching never overrides them.
@@ -386,8 +386,13 @@ def _only_record_of(person_id: int, record_id: int) -> bool:
     return not Link.objects.filter(person_id=person_id, state__in=CURRENT_STATES).exclude(record_id=record_id).exists()
 
 
+def matched(record_ids: list[int]) -> None:
+    """The records no longer wait to be matched (decided, or retired)."""
+    PendingMatch.objects.filter(record_id__in=among(record_ids)).delete()
+
+
 def _finish(record: PatientRecord, person_ids: list[int]) -> None:
-    PendingMatch.objects.filter(record=record).delete()
+    matched([record.pk])
     refresh_golden_records(person_ids)
 
 
@@ -739,7 +744,7 @@ def merge_at_source(*, organization: Organization, retired: tuple[str, str], sur
     old.active = False
     old.version += 1
     old.save(update_fields=["active", "version", "updated_at"])
-    PendingMatch.objects.filter(record=old).delete()
+    matched([old.pk])
     affected = {survivor.pk} | ({old_link.person_id} if old_link else set())
     refresh_golden_records(list(affected))
     _audit(actor, "source-merge", survivor, {"record": old.pk, "into_record": new.pk})
