@@ -6,12 +6,15 @@ function serves one incoming record against its candidates and a whole batch of 
 Level 0 is "different", higher levels agree more strongly, MISSING means a side is empty.
 """
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
+
+from hie.bulk import in_processes
 
 MISSING = -1
 
@@ -295,10 +298,37 @@ def _address(p: _Pairs) -> np.ndarray:
     return np.where(line_missing & postal_missing & city_missing, MISSING, level)
 
 
+# From this many pairs on, a comparison is split between processes (one per core): a batch's
+# millions of pairs take seconds of numpy on one core, where forking costs a fraction of one.
+PAIRS_PER_PROCESS = 500_000
+_forked_table: "RecordTable | None" = None  # the table a forked process compares its share of pairs in
+
+
 def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Agreement levels, shape (pairs, fields), for the pairs (left[i], right[i]) of the table."""
+    """Agreement levels, shape (pairs, fields), for the pairs (left[i], right[i]) of the table.
+
+    Each pair's levels depend on its two records alone, so a large set of pairs is cut into
+    shares compared by forked processes (which inherit the table) and put back in order.
+    """
+    global _forked_table
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
+    shares = min(os.cpu_count() or 1, len(left) // PAIRS_PER_PROCESS)
+    if shares < 2:
+        return _compare(table, left, right)
+    _forked_table = table
+    try:
+        parts = zip(np.array_split(left, shares), np.array_split(right, shares), strict=True)
+        return np.concatenate(list(in_processes(_compare_share, list(parts))))
+    finally:
+        _forked_table = None
+
+
+def _compare_share(share: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return _compare(_forked_table, *share)
+
+
+def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     if not len(left):
         return np.zeros((0, len(FIELDS)), dtype=np.int8)
     p = _Pairs(table, left, right)

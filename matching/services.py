@@ -22,6 +22,7 @@ from hie.bulk import (
     indexes_built_after,
     insert_bigints,
     insert_rows,
+    json_text,
     without_cycle_collection,
 )
 from hie.exceptions import (
@@ -262,25 +263,29 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     with indexes_built_after(PatientRecord, BlockingKey, PendingMatch) if fresh else nullcontext():
         for part, results in zip(parts, normalised, strict=True):
             new_ids = allocate_ids(PatientRecord, len(part))
+            norms, key_counts, keys = results
             rows = [
                 (record_id, r.organization.pk, r.identifier_system, r.local_id,
                  *(values[c] for c in DEMOGRAPHIC_COLUMNS), norm, source, 1, True, now, now)
-                for record_id, (r, values), (norm, _) in zip(new_ids, part, results, strict=True)
+                for record_id, (r, values), norm in zip(new_ids, part, norms, strict=True)
             ]  # fmt: skip
             insert_rows(PatientRecord, RECORD_COLUMNS, rows)
-            key_counts = [len(keys) for _, keys in results]
-            insert_bigints(BlockingKey, ("record_id", "key"), (
-                np.repeat(np.array(new_ids, dtype=np.int64), key_counts),
-                np.fromiter(chain.from_iterable(keys for _, keys in results), dtype=np.int64, count=sum(key_counts)),
-            ))  # fmt: skip
+            record_of_key = np.repeat(np.array(new_ids, dtype=np.int64), key_counts)
+            insert_bigints(BlockingKey, ("record_id", "key"), (record_of_key, keys))
             insert_rows(PendingMatch, ("record_id", "since"), [(record_id, now) for record_id in new_ids])
             ids += new_ids
     return ids
 
 
-def _normalised(part: list[dict]) -> list[tuple[dict, list[int]]]:
-    """The normalised form and blocking keys of each record's fields (run in a worker process)."""
-    return [(norm, blocking_keys(norm)) for norm in (normalise(**fields) for fields in part)]
+def _normalised(part: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The normalised forms of the records' fields as JSON text, how many blocking keys each has,
+    and all their keys in one array (run in a worker process: what it sends back is quick to
+    pass between processes and ready to write)."""
+    norms = [normalise(**fields) for fields in part]
+    keys = [blocking_keys(norm) for norm in norms]
+    counts = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+    flat = np.fromiter(chain.from_iterable(keys), dtype=np.int64, count=int(counts.sum()))
+    return [json_text(norm) for norm in norms], counts, flat
 
 
 def replace_blocking_keys(record: PatientRecord) -> None:

@@ -200,3 +200,33 @@ def test_a_broken_reference_fails_the_load_and_leaves_the_table_as_it_was(on_pos
         insert_rows(Link, LINK_COLUMNS, _link_rows(1, person_id=987_654_321))  # no such person
     assert _definitions(Link._meta.db_table) == before
     assert not Link.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_allocated_ids_are_new_distinct_ascending_and_never_given_again():
+    from hie.bulk import allocate_ids
+    from matching.models import Person
+
+    with transaction.atomic():
+        ids = allocate_ids(Person, 500)
+        insert_rows(Person, ("id", "euid", "status", "golden", "created_at", "updated_at"), [
+            (pk, f"ALLOC{pk:011d}", "active", {}, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z") for pk in ids
+        ])  # fmt: skip
+    assert len(set(ids)) == 500
+    assert ids == sorted(ids)
+    later = Person.objects.create(euid="ALLOCLATER000001", golden={})
+    assert later.pk not in ids
+    assert allocate_ids(Person, 0) == []
+    assert min(allocate_ids(Person, 3)) > max(ids)
+
+
+@pytest.mark.django_db
+def test_json_text_is_written_as_the_json_it_is():
+    from hie.bulk import json_text
+    from matching.models import Person
+
+    value = {"given": "Ana", "phones": ["+15035550142"]}
+    stamp = "2026-01-01T00:00:00Z"
+    insert_rows(Person, ("euid", "status", "golden", "created_at", "updated_at"),
+                [("BULKTEXT00000001", "active", json_text(value), stamp, stamp)])  # fmt: skip
+    assert Person.objects.get(euid="BULKTEXT00000001").golden == value

@@ -187,3 +187,22 @@ def test_one_edit_apart_agrees_with_the_edit_distance_on_random_identifiers():
     ]
     assert found.tolist() == expected
     assert 300 < sum(expected) < len(expected)
+
+
+def test_a_large_set_of_pairs_compared_in_processes_gives_the_levels_of_one_process(monkeypatch):
+    import matching.compare
+    from matching.compare import _compare
+    from matching.csv_input import parse_row
+    from matching.synthetic import generate
+
+    rows = generate(400, seed=3).rows
+    table = RecordTable([normalise(**parse_row(n, row).demographics.as_fields()) for n, row in enumerate(rows)])
+    rng = np.random.default_rng(9)
+    left = rng.integers(0, len(rows), 5000)
+    right = rng.integers(0, len(rows), 5000)
+    here = _compare(table, left, right)
+    monkeypatch.setattr(matching.compare, "PAIRS_PER_PROCESS", 1000)
+    spread = compare(table, left, right)
+    assert spread.dtype == here.dtype
+    assert np.array_equal(spread, here)
+    assert len(np.unique(here, axis=0)) > 50, "the pairs cover many patterns"
