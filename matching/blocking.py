@@ -29,6 +29,7 @@ PASSES = (
 # whose hashes collide share a block, which costs a candidate pair, never a link.
 HASH_BITS = 59
 _PASS_NUMBER = {name: number for number, name in enumerate(PASSES)}
+_PASS_PREFIX = {name: number << HASH_BITS for name, number in _PASS_NUMBER.items()}
 
 
 def _dob_sorted(birth_date: str) -> str:
@@ -46,41 +47,37 @@ def given_root(norm: dict) -> str:
 
 def blocking_keys(norm: dict, passes: Collection[str] = PASSES) -> list[int]:
     """The record's keys, of the given passes only if asked (training uses two of them)."""
-    values: dict[str, list[str]] = {
-        "ssn": [norm["ssn"]] if norm.get("ssn") else [],
-        "ssn_part": [f"first:{norm['ssn'][:-4]}", f"last:{norm['ssn'][-4:]}"] if norm.get("ssn") else [],
-        "phone": list(norm.get("phones") or []),
-        "email": [norm["email"]] if norm.get("email") else [],
-        "dob": [_dob_sorted(norm.get("birth_date", ""))],
-        "fam_year": [],
-        "fam_given": [],
-        "given_postal": [],
-        "addr": [],
-        "house_postal": [],
-    }
+    values: list[tuple[str, str]] = []  # (pass, value)
+    ssn = norm.get("ssn")
+    if ssn:
+        values += [("ssn", ssn), ("ssn_part", f"first:{ssn[:-4]}"), ("ssn_part", f"last:{ssn[-4:]}")]
+    values += [("phone", phone) for phone in norm.get("phones") or ()]
+    values += [("email", norm.get("email")), ("dob", _dob_sorted(norm.get("birth_date", "")))]
     year = norm.get("birth_date", "")[:4]
-    family_codes = [code for code in (norm.get("family_sx"), norm.get("family_sx_last")) if code]
-    for code in family_codes:
-        if year:
-            values["fam_year"].append(f"{code}|{year}")
-        group = norm.get("given_group") or []
-        for name in group:
-            values["fam_given"].append(f"{code}|{name}")
-    if norm.get("given_sx") and norm.get("postal"):
-        values["given_postal"].append(f"{norm['given_sx']}|{norm['postal']}")
-    if norm.get("address") and norm.get("postal"):
-        values["addr"].append(f"{norm['address']}|{norm['postal']}")
-        house = norm["address"].split(" ", 1)[0]
-        if house.isdigit():
-            values["house_postal"].append(f"{house}|{norm['postal']}")
-    keys = {key_for(name, value) for name in passes for value in values[name] if value}
-    return sorted(keys)
+    group = norm.get("given_group") or ()
+    for code in (norm.get("family_sx"), norm.get("family_sx_last")):
+        if code:
+            if year:
+                values.append(("fam_year", f"{code}|{year}"))
+            values += [("fam_given", f"{code}|{name}") for name in group]
+    postal = norm.get("postal")
+    if postal:
+        if norm.get("given_sx"):
+            values.append(("given_postal", f"{norm['given_sx']}|{postal}"))
+        address = norm.get("address")
+        if address:
+            values.append(("addr", f"{address}|{postal}"))
+            house = address.split(" ", 1)[0]
+            if house.isdigit():
+                values.append(("house_postal", f"{house}|{postal}"))
+    every = passes is PASSES
+    return sorted({key_for(name, value) for name, value in values if value and (every or name in passes)})
 
 
 def key_for(pass_name: str, value: str) -> int:
     """The key one pass files a normalised value under (exact look-ups such as a phone search use it)."""
     digest = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
-    return (_PASS_NUMBER[pass_name] << HASH_BITS) | (digest >> (64 - HASH_BITS))
+    return _PASS_PREFIX[pass_name] | (digest >> (64 - HASH_BITS))
 
 
 def pass_of(key: int) -> str:

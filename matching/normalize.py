@@ -30,13 +30,17 @@ _SPACES = re.compile(r"\s+")
 _nicknamer = NickNamer()
 
 
+@lru_cache(maxsize=100_000)
 def fold(text: str | None) -> str:
     """Upper case without accents, punctuation other than hyphen and apostrophe, or doubled spaces."""
     if not text:
         return ""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    stripped = stripped.upper().replace("ß", "SS").replace("Æ", "AE").replace("Ø", "O").replace("Ł", "L")
+    if text.isascii():  # nothing to decompose (most names and places)
+        stripped = text.upper()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+        stripped = stripped.upper().replace("ß", "SS").replace("Æ", "AE").replace("Ø", "O").replace("Ł", "L")
     return _SPACES.sub(" ", _NON_NAME.sub(" ", stripped.replace(".", " "))).strip()
 
 

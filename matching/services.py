@@ -4,7 +4,7 @@ splitting and undoing. Every link change is written as a LinkChange with its Lin
 import json
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import chain
 from types import SimpleNamespace
@@ -94,7 +94,7 @@ class Demographics:
     postal_code: str = ""
 
     def as_fields(self) -> dict:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = dict(self.__dict__)  # the fields, in their order
         values["previous_family_names"] = list(self.previous_family_names)
         values["phones"] = list(self.phones)
         return values
