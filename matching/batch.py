@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hie.bulk import allocate_ids, among, bigint_rows, indexes_built_after, insert_rows, without_cycle_collection
+from matching.arrays import distinct
 from matching.blocking import block_pairs
 from matching.compare import RecordTable
 from matching.locks import lock_blocking_keys
@@ -103,7 +104,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         bigint_rows(BlockingKey.objects.filter(record_id__in=among(part)).values_list("key", "record_id"))
         for part in _chunks(batch_ids, 20_000)
     ]
-    keys = np.unique(np.concatenate(block_rows)[:, 0]).tolist()
+    keys = distinct(np.concatenate(block_rows)[:, 0]).tolist()
     lock_blocking_keys(keys)
     if Link.objects.filter(state__in=CONFIRMED).exists():
         block_rows += [

@@ -15,6 +15,7 @@ from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
 
 from hie.bulk import in_processes
+from matching.arrays import distinct, members
 
 MISSING = -1
 
@@ -113,7 +114,7 @@ class RecordTable:
                 if other_code is not None and other_code != code:
                     pairs += [code * len(uniques) + other_code, other_code * len(uniques) + code]
         self.given_codebook = len(uniques)
-        return np.unique(np.array(pairs, dtype=np.int64))
+        return distinct(np.array(pairs, dtype=np.int64))
 
 
 def _packed_dates(dates: np.ndarray) -> np.ndarray:
@@ -177,7 +178,7 @@ def _given(p: _Pairs) -> np.ndarray:
     t = p.t
     a, b, missing = p.codes("given")
     exact = a == b
-    nickname = np.isin(a * t.given_codebook + b, t.nickname_pairs) & ~exact
+    nickname = members(a * t.given_codebook + b, t.nickname_pairs) & ~exact
     jw = _similarity_where(p, "given", ~exact & ~missing & ~nickname)
     # A short form the nickname list lacks (Mari for Marisol): one name begins the other. Checked
     # only where the similarity leaves it in doubt.
