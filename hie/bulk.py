@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import orjson
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import DateField, DateTimeField, JSONField, Model, QuerySet
 from django.db.models.expressions import RawSQL
@@ -124,8 +125,11 @@ def bigint_rows(queryset: QuerySet) -> np.ndarray:
     (string_agg of int8send), which numpy reads in one go: a batch's two million keys took
     seconds as Python tuples, and as COPY rows too.
     """
-    sql, params = queryset.query.sql_with_params()
     width = len(queryset._fields)
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:  # a filter that nothing can pass, such as an empty `__in`
+        return np.zeros((0, width), dtype=np.int64)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute(sql, params)

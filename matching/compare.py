@@ -47,10 +47,18 @@ def level_of(field: str, name: str) -> int:
     return FIELDS[FIELD_INDEX[field]].levels.index(name)
 
 
-def _codes(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes for strings (equal strings, equal codes) and the distinct strings."""
+def _codes(values: list[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes for strings (equal strings, equal codes, in order of first appearance) and
+    the distinct strings."""
     codes, uniques = pd.factorize(np.asarray(values, dtype=object))
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _derived_codes(codes: np.ndarray, uniques: np.ndarray, derive) -> np.ndarray:
+    """The codes _codes would give `derive(value)` of every value: derived once per distinct value.
+    (Distinct values come in order of first appearance, so the derived codes are numbered alike.)"""
+    derived, _ = _codes([derive(value) for value in uniques.tolist()])
+    return derived[codes]
 
 
 def _codes_in(values: np.ndarray, book: np.ndarray) -> np.ndarray:
@@ -61,14 +69,13 @@ def _codes_in(values: np.ndarray, book: np.ndarray) -> np.ndarray:
 
 def _padded_codes(lists: list[list[str]], width: int) -> np.ndarray:
     """Codes of up to `width` values per record in one shared code book, -1 where there are fewer."""
+    counts = np.fromiter((min(len(values), width) for values in lists), dtype=np.int64, count=len(lists))
     flat = [value for values in lists for value in values[:width]]
-    codes, _ = _codes(flat) if flat else (np.zeros(0, np.int64), None)
     matrix = np.full((len(lists), width), -1, dtype=np.int64)
-    position = 0
-    for row, values in enumerate(lists):
-        count = min(len(values), width)
-        matrix[row, :count] = codes[position : position + count]
-        position += count
+    if flat:
+        rows = np.repeat(np.arange(len(lists)), counts)
+        columns = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+        matrix[rows, columns] = _codes(flat)[0]
     return matrix
 
 
@@ -81,16 +88,18 @@ class RecordTable:
     def __init__(self, norms: list[dict]) -> None:
         self.size = len(norms)
         for name in self.TEXT:
-            values = [n.get(name, "") or "" for n in norms]
-            setattr(self, name, np.array(values, dtype=object))
-            codes, uniques = _codes(values)
+            column = np.array([n.get(name, "") or "" for n in norms], dtype=object)
+            codes, uniques = _codes(column)
+            setattr(self, name, column)
             setattr(self, f"{name}_code", codes)
             setattr(self, f"{name}_uniques", uniques)
-            setattr(self, f"{name}_missing", uniques[codes] == "" if len(uniques) else np.zeros(0, bool))
-        given = pd.Series(self.given, dtype=object)
-        self.given_length = given.str.len().to_numpy()
-        self.given_initial = _codes(list(given.str[:1]))[0]
-        self.middle_initial = _codes([m[:1] for m in self.middle])[0]
+            empty = np.flatnonzero(uniques == "") if len(uniques) else ()
+            setattr(self, f"{name}_missing", codes == empty[0] if len(empty) else np.zeros(len(codes), bool))
+        self.given_length = np.fromiter(map(len, self.given_uniques.tolist()), np.int64, len(self.given_uniques))[
+            self.given_code
+        ]
+        self.given_initial = _derived_codes(self.given_code, self.given_uniques, lambda value: value[:1])
+        self.middle_initial = _derived_codes(self.middle_code, self.middle_uniques, lambda value: value[:1])
         self.family_tokens = _padded_codes([n.get("family_tokens") or [] for n in norms], 4)
         self.phones = _padded_codes([n.get("phones") or [] for n in norms], 3)
         self.dob = _packed_dates(self.birth_date)

@@ -90,6 +90,7 @@ def test_bigint_rows_are_the_rows_of_the_query_as_an_array():
     assert found.shape == (query.count(), 2)
     assert sorted(map(tuple, found.tolist())) == sorted(query)
     assert bigint_rows(query.filter(record_id=-1)).shape == (0, 2)
+    assert bigint_rows(query.filter(record_id__in=[])).shape == (0, 2)
 
 
 @pytest.mark.django_db
