@@ -3,7 +3,7 @@
 from dataclasses import asdict
 from datetime import timedelta
 
-from celery import shared_task
+from celery import Signature, shared_task
 from django.utils import timezone
 
 from matching.batch import match_batch
@@ -36,6 +36,12 @@ def train_model_task(run_id: int) -> None:
 @shared_task
 def match_batch_task(record_ids: list[int]) -> dict:
     return asdict(match_batch(record_ids))
+
+
+def match_batch_signature(record_ids: list[int]) -> Signature:
+    """match_batch_task for these records, shown in a worker's log by their number: the ids of a
+    batch of 200,000 records would make each log line of the task a megabyte long."""
+    return match_batch_task.si(record_ids).set(argsrepr=f"[<{len(record_ids)} record ids>]")
 
 
 @shared_task(acks_late=True)

@@ -182,3 +182,16 @@ def test_batch_golden_records_equal_a_fresh_recomputation():
     assert all(from_batch.values())
     refresh_golden_records(list(from_batch))
     assert dict(Person.objects.values_list("pk", "golden")) == from_batch
+
+
+@pytest.mark.django_db
+def test_a_batch_task_is_logged_by_its_number_of_records_and_matches_them():
+    from matching.tasks import match_batch_signature
+
+    ids = load(generate(30, seed=5).rows)
+    signature = match_batch_signature(ids)
+    assert signature.options["argsrepr"] == f"[<{len(ids)} record ids>]"
+    signature.apply()
+    assert not PendingMatch.objects.exists()
+    current = Link.objects.filter(record_id__in=ids, state__in=[LinkState.MATCH, LinkState.POSSIBLE_MATCH])
+    assert current.count() == len(ids)

@@ -21,7 +21,7 @@ from matching.csv_input import read_registrations
 from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
 from matching.selectors import current_person_subquery
 from matching.services import NewRegistration, register_records_bulk
-from matching.tasks import match_batch_task
+from matching.tasks import match_batch_signature
 from matching.training import train_and_activate
 
 
@@ -64,7 +64,7 @@ class Command(BaseCommand):
         mark = time.monotonic()
         pending = sorted(ids)
         for start in range(0, len(pending), options["chunk"]):
-            match_batch_task.delay(pending[start : start + options["chunk"]])
+            match_batch_signature(pending[start : start + options["chunk"]]).delay()
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             self._wait_for_workers(list(organizations.values()))
         analyze(Person, Link)

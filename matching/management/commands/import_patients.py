@@ -13,7 +13,7 @@ from hie.orgs.models import Organization
 from matching.csv_input import HEADER, CsvError, read_registrations
 from matching.models import BlockingKey, PatientRecord, PendingMatch, Source
 from matching.services import NewRegistration, register_records_bulk
-from matching.tasks import match_batch_task
+from matching.tasks import match_batch_signature
 
 BATCH = 5000
 
@@ -61,7 +61,7 @@ class Command(BaseCommand):
                         source=Source.CSV,
                     )
                     self._progress(len(ids), len(registrations))
-                match_batch_task.delay_on_commit(ids)
+                transaction.on_commit(match_batch_signature(ids).delay)
         except HieError as exc:
             raise CommandError(str(exc)) from exc
         analyze(PatientRecord, BlockingKey, PendingMatch)

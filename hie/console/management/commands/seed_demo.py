@@ -29,7 +29,7 @@ from matching.csv_input import parse_row
 from matching.models import Link, LinkState, PatientRecord, Source, TrainingRun
 from matching.services import NewRegistration, register_records_bulk
 from matching.synthetic import generate
-from matching.tasks import match_batch_task, train_model_task
+from matching.tasks import match_batch_signature, train_model_task
 
 DEMO_DOCUMENTS = 120  # demo records that get a document held by the node
 DEMO_DOCUMENT_TYPES = [("Discharge summary", "18842-5"), ("Progress note", "11506-3"), ("Laboratory report", "11502-2")]
@@ -159,5 +159,5 @@ class Command(BaseCommand):
         self._seed_documents(ids[:DEMO_DOCUMENTS])
         run = TrainingRun.objects.create()
         # Train on the new records first, then match them with the trained model.
-        transaction.on_commit(lambda: chain(train_model_task.si(run.pk), match_batch_task.si(ids)).delay())
+        transaction.on_commit(lambda: chain(train_model_task.si(run.pk), match_batch_signature(ids)).delay())
         return len(ids)
