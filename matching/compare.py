@@ -6,6 +6,7 @@ function serves one incoming record against its candidates and a whole batch of 
 Level 0 is "different", higher levels agree more strongly, MISSING means a side is empty.
 """
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -311,7 +312,10 @@ def _address(p: _Pairs) -> np.ndarray:
 # From this many pairs on, a comparison is split between processes (one per core): a batch's
 # millions of pairs take seconds of numpy on one core, where forking costs a fraction of one.
 PAIRS_PER_PROCESS = 500_000
-_forked_table: "RecordTable | None" = None  # the table a forked process compares its share of pairs in
+# The tables being compared in shares, by call: a forked process inherits them and is sent
+# only its share of pairs and the key of its table (calls from two threads keep theirs apart).
+_shared_tables: dict[int, "RecordTable"] = {}
+_calls = itertools.count()
 
 
 def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -320,22 +324,24 @@ def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarr
     Each pair's levels depend on its two records alone, so a large set of pairs is cut into
     shares compared by forked processes (which inherit the table) and put back in order.
     """
-    global _forked_table
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
-    shares = min(os.cpu_count() or 1, len(left) // PAIRS_PER_PROCESS)
-    if shares < 2:
+    processes = min(os.cpu_count() or 1, len(left) // PAIRS_PER_PROCESS)
+    if processes < 2:
         return _compare(table, left, right)
-    _forked_table = table
+    call = next(_calls)
+    _shared_tables[call] = table
     try:
-        parts = zip(np.array_split(left, shares), np.array_split(right, shares), strict=True)
-        return np.concatenate(list(in_processes(_compare_share, list(parts))))
+        shares = zip(np.array_split(left, processes), np.array_split(right, processes), strict=True)
+        parts = [(call, share_left, share_right) for share_left, share_right in shares]
+        return np.concatenate(list(in_processes(_compare_share, parts)))
     finally:
-        _forked_table = None
+        del _shared_tables[call]
 
 
-def _compare_share(share: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return _compare(_forked_table, *share)
+def _compare_share(share: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
+    call, left, right = share
+    return _compare(_shared_tables[call], left, right)
 
 
 def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
