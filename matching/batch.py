@@ -36,7 +36,7 @@ from matching.models import (
     ReviewCandidate,
     ReviewStatus,
     ReviewTask,
-    new_euid,
+    new_euids,
 )
 from matching.score import rank_persons, review_threshold
 from matching.selectors import CONFIRMED, CURRENT_STATES, active_scorer, current_person_subquery, norms_of
@@ -230,8 +230,8 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         insert_rows(
             Person,
             ("id", "euid", "status", "golden", "created_at", "updated_at"),
-            ((pk, new_euid(), PersonStatus.ACTIVE, build_golden_record(records), now, now)
-             for pk, records in zip(created, members, strict=True)),
+            ((pk, euid, PersonStatus.ACTIVE, build_golden_record(records), now, now)
+             for pk, euid, records in zip(created, new_euids(len(created)), members, strict=True)),
         )  # fmt: skip
 
         change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")

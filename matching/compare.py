@@ -157,7 +157,7 @@ def _similarity_where(
         inverse, distinct = pd.factorize(a[idx] * width + b[idx])
         uniques = getattr(p.t, f"{name}_uniques")
         similarity = cpdist(
-            list(uniques[distinct // width]), list(uniques[distinct % width]), scorer=scorer, workers=-1
+            list(uniques[distinct // width]), list(uniques[distinct % width]), scorer=scorer, workers=p.workers
         )
         out[idx] = similarity[inverse]
     return out
@@ -175,8 +175,9 @@ def _any_shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Pairs:
     """The two sides of each pair, for one column at a time."""
 
-    def __init__(self, table: RecordTable, left: np.ndarray, right: np.ndarray) -> None:
+    def __init__(self, table: RecordTable, left: np.ndarray, right: np.ndarray, workers: int = -1) -> None:
         self.t, self.left, self.right = table, left, right
+        self.workers = workers  # threads for string similarities (-1: one per core)
 
     def codes(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(left codes, right codes, either side missing)."""
@@ -341,13 +342,14 @@ def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarr
 
 def _compare_share(share: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
     call, left, right = share
-    return _compare(_shared_tables[call], left, right)
+    # Each process has a core of its own: threads of its own would only contend for it.
+    return _compare(_shared_tables[call], left, right, workers=1)
 
 
-def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray, workers: int = -1) -> np.ndarray:
     if not len(left):
         return np.zeros((0, len(FIELDS)), dtype=np.int8)
-    p = _Pairs(table, left, right)
+    p = _Pairs(table, left, right, workers)
     columns = {
         "given": _given(p),
         "family": _family(p),

@@ -295,3 +295,18 @@ def test_undoing_a_review_decision_reopens_the_review_without_its_labels(
     links_before, _ = before
     links_after, _ = snapshot()
     assert [row[:4] for row in links_after] == [row[:4] for row in links_before]
+
+
+def test_enterprise_ids_made_at_once_are_opaque_base32_and_distinct():
+    import re
+    from collections import Counter
+
+    from matching.models import EUID_ALPHABET, new_euid, new_euids
+
+    many = new_euids(20_000)
+    assert len(set(many)) == len(many)
+    assert all(re.fullmatch(f"E[{EUID_ALPHABET}]{{12}}", euid) for euid in [*many, new_euid()])
+    # every letter of every place is drawn: 60 random bits, none fixed
+    for place in range(1, 13):
+        assert len(Counter(euid[place] for euid in many)) == 32
+    assert new_euids(0) == []
