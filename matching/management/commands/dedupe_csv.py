@@ -19,7 +19,7 @@ from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
 from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
-from matching.selectors import current_person_subquery
+from matching.selectors import CURRENT_STATES
 from matching.services import NewRegistration, register_records_bulk
 from matching.tasks import match_batch_signature
 from matching.training import train_and_activate
@@ -101,11 +101,11 @@ class Command(BaseCommand):
             time.sleep(1)
 
     def _write(self, path: Path, registrations: list, organizations: dict[str, Organization]) -> None:
+        # A record has at most one current link: one join finds every record's person.
         person_of = {}
         for organization_id, local_id, euid in (
-            PatientRecord.objects.filter(organization__in=organizations.values())
-            .annotate(euid=current_person_subquery(field="person__euid"))
-            .values_list("organization_id", "local_id", "euid")
+            Link.objects.filter(state__in=CURRENT_STATES, record__organization__in=organizations.values())
+            .values_list("record__organization_id", "record__local_id", "person__euid")
             .iterator(chunk_size=20_000)
         ):
             person_of[(organization_id, local_id)] = euid
