@@ -139,12 +139,36 @@ def normalise_postal(text: str | None) -> str:
 _NON_ADDRESS = re.compile(r"[^A-Z0-9 ]")
 
 
-@lru_cache(maxsize=200_000)
+# A house number, then the rest of the line without digits of any script.
+_NUMBERED_LINE = re.compile(r"(\s*)([0-9]+)(\s+\D*[^\d\s]\D*)")
+_NON_ZERO_DIGIT = re.compile(r"[1-9]")
+
+
 def normalise_street(line: str) -> str:
     """The street line in USPS Publication 28 form; a line the parser cannot read is folded as it is.
 
-    Only the street line is kept, so the parser is given a fixed city, state and ZIP.
+    Lines that differ only in the non-zero digits of their house number are parsed alike:
+    usaddress describes a number to its model by its length and trailing zeros, never by its
+    digits. So such a line is standardised as its "shape" (the number's non-zero digits as 1s:
+    "418 Alder Creek Rd" as "111 Alder Creek Rd"), once for every house on the street, and
+    given its own number back. Where the standard form does not begin with the number as it
+    went in (a numbered street given an ordinal, a number read as something else), the line
+    is standardised as it is.
     """
+    found = _NUMBERED_LINE.fullmatch(line) if line else None
+    if found:
+        number = found[2]
+        shape = _NON_ZERO_DIGIT.sub("1", number)
+        standard = _standard_street(found[1] + shape + found[3])
+        if standard.startswith(shape + " "):
+            return number + standard[len(shape) :]
+    return _standard_street(line)
+
+
+@lru_cache(maxsize=200_000)
+def _standard_street(line: str) -> str:
+    """scourgify's standard form of a street line (only the street line is kept, so the parser is
+    given a fixed city, state and ZIP); folded as it is where it cannot be read."""
     if not line or not line.strip():
         return ""
     try:

@@ -49,6 +49,34 @@ def test_street_lines_are_standardised():
     assert normalise_street("418 alder creek road apartment 2") == normalise_street("418 Alder Creek Rd Apt 2")
 
 
+STREET_LINES = [
+    "418 Alder Creek Rd", "0123 main st", "100 N Main St Apt B", "12 St", "7 Rd", "1 rosetta village",
+    "10 Downing", "99999 Ocean Blvd", "120 W 45TH ST", "5 1/2 Elm St", "123 main st #4", "00 main st",
+    "  42   Wallaby Way ", "1 ST", "2 AVE", "3 HWY 101", "500 Unit Rd", "600 UN A", "8 North", "9 N",
+    "13 Calle Ñandú", "14 Straße", "15 \u0663 st", "16 - Main St", "17 & 18 Main", "19 Main St.",
+    "20 Main St, Apt 3", "21 Apt", "22 Suite 100 Main", "1000 BROADWAY", "1010 BROADWAY APT 1010",
+    "3 rosetta village", "407 goldsmith street", "41 kenneth close", "2 3rd ave", "205 RR 1", "PO Box 12",
+]  # fmt: skip
+
+
+def test_a_street_line_standardised_through_its_shape_is_what_scourgify_gives_the_line_itself():
+    import random
+
+    from matching.normalize import _standard_street
+
+    rng = random.Random(8)  # noqa: S311 - synthetic test values
+    lines = STREET_LINES + [f"{rng.randint(1, 99999):0{rng.choice([1, 6])}d} {rest}" for rest in (
+        "Alder Creek Rd", "n main street apt 4", "rosetta village", "kenneth close", "Calle Ñandú", "UN A",
+        "W Broadway", "Unit Rd", "St", "north",
+    ) for _ in range(12)]  # fmt: skip
+    _standard_street.cache_clear()
+    assert [normalise_street(line) for line in lines] == [_standard_street(line) for line in lines]
+    _standard_street.cache_clear()
+    assert normalise_street("418 Alder Creek Rd") == "418 ALDER CREEK RD"
+    assert normalise_street("529 Alder Creek Rd") == "529 ALDER CREEK RD"
+    assert _standard_street.cache_info().misses == 1, "the houses of a street are parsed once"
+
+
 def test_nicknames_relate_directly_not_through_a_third_name():
     assert "william" in nickname_group("BILL")
     assert "robert" not in nickname_group("WILLIAM")
