@@ -117,6 +117,20 @@ def insert_bigints(model: type[Model], columns: Sequence[str], values: Sequence[
         copy.write(_BINARY_COPY_HEADER + rows.tobytes() + _BINARY_COPY_TRAILER)
 
 
+def sql_of(queryset: QuerySet) -> tuple[str, tuple] | None:
+    """The SQL and parameters of a query, to run on the cursor itself; None for a filter that
+    nothing can pass (such as an empty `__in`), which Django answers without asking the database."""
+    try:
+        return queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return None
+
+
+def _int8s(packed: bytes | memoryview | None) -> np.ndarray:
+    """The numbers of a string_agg of int8send (big-endian eight-byte integers), as int64."""
+    return np.frombuffer(bytes(packed or b""), dtype=">i8").astype(np.int64)
+
+
 def bigint_rows(queryset: QuerySet) -> np.ndarray:
     """The rows of a values_list query of bigint columns that are never NULL (blocking keys and
     record ids), as an int64 array of shape (rows, columns).
@@ -126,10 +140,10 @@ def bigint_rows(queryset: QuerySet) -> np.ndarray:
     seconds as Python tuples, and as COPY rows too.
     """
     width = len(queryset._fields)
-    try:
-        sql, params = queryset.query.sql_with_params()
-    except EmptyResultSet:  # a filter that nothing can pass, such as an empty `__in`
+    compiled = sql_of(queryset)
+    if compiled is None:
         return np.zeros((0, width), dtype=np.int64)
+    sql, params = compiled
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute(sql, params)
@@ -139,7 +153,7 @@ def bigint_rows(queryset: QuerySet) -> np.ndarray:
         names = ", ".join(f"c{i}" for i in range(width))
         cursor.execute(f"SELECT count(*), {packed} FROM ({sql}) AS found ({names})", params)  # noqa: S608
         count, *columns = cursor.fetchone()
-    values = [np.frombuffer(bytes(column or b""), dtype=">i8").astype(np.int64) for column in columns]
+    values = [_int8s(column) for column in columns]
     if any(len(column) != count for column in values):
         raise ValueError("bigint_rows reads bigint columns that are never NULL")
     return np.stack(values, axis=1) if count else np.zeros((0, width), dtype=np.int64)
@@ -247,7 +261,7 @@ def allocate_ids(model: type[Model], count: int) -> list[int]:
                 "SELECT string_agg(int8send(nextval(%s::regclass)), ''::bytea) FROM generate_series(1, %s)",
                 [sequence, count],
             )
-            return np.sort(np.frombuffer(bytes(cursor.fetchone()[0]), dtype=">i8")).tolist()
+            return np.sort(_int8s(cursor.fetchone()[0])).tolist()
         # SQLite: the IMMEDIATE transaction holds the write lock, so nobody else takes these.
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {connection.ops.quote_name(table)}")  # noqa: S608
         start = cursor.fetchone()[0] + 1
@@ -269,6 +283,12 @@ def analyze(*models: type[Model]) -> None:
             cursor.execute(f"{command} {connection.ops.quote_name(model._meta.db_table)}")
 
 
+def processes_available() -> int:
+    """How many processes in_processes would work in at most: one per core, or only this one
+    where it may not have children (a Celery prefork worker is a daemon)."""
+    return 1 if multiprocessing.current_process().daemon else os.cpu_count() or 1
+
+
 def in_processes(function: Callable[[list], list], chunks: list[list]) -> Iterator[list]:
     """`function` applied to each chunk, results in order, by forked worker processes (one per
     core) while the caller goes on with the results already back: normalising a bulk load is
@@ -279,8 +299,8 @@ def in_processes(function: Callable[[list], list], chunks: list[list]) -> Iterat
     Where this process may not have children (a Celery prefork worker is a daemon), on one
     core, or for a single chunk, the chunks are done here.
     """
-    workers = min(os.cpu_count() or 1, len(chunks))
-    if workers < 2 or multiprocessing.current_process().daemon:
+    workers = min(processes_available(), len(chunks))
+    if workers < 2:
         yield from map(function, chunks)
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:

@@ -263,8 +263,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
                 for token, i, probability in ranked
             ),
         )
-    for part in _chunks(batch_ids, 50_000):
-        matched(part)
+    matched(batch_ids)
     refresh_golden_records(sorted({link[1] for link in links} - set(created)))
     if outcome.oversized_passes:
         logger.info("oversized blocks skipped", extra={"passes": outcome.oversized_passes})

@@ -7,7 +7,6 @@ Level 0 is "different", higher levels agree more strongly, MISSING means a side 
 """
 
 import itertools
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
 
-from hie.bulk import in_processes
+from hie.bulk import in_processes, processes_available
 from matching.arrays import distinct, members
 
 MISSING = -1
@@ -327,7 +326,7 @@ def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarr
     """
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
-    processes = min(os.cpu_count() or 1, len(left) // PAIRS_PER_PROCESS)
+    processes = min(processes_available(), len(left) // PAIRS_PER_PROCESS)
     if processes < 2:
         return _compare(table, left, right)
     call = next(_calls)

@@ -8,11 +8,11 @@ from functools import cached_property
 import numpy as np
 import orjson
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import JSONField, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 
+from hie.bulk import sql_of
 from matching.blocking import blocking_keys, key_for, pass_of
 from matching.compare import RecordTable
 from matching.models import (
@@ -70,22 +70,22 @@ def norms_of(records: QuerySet, *fields: str) -> list[tuple]:
     (it took as long as the query for a batch's 150,000 records).
     """
     rows = records.annotate(norm_text=Cast("norm", TextField())).values_list("pk", "norm_text", *fields)
-    if connection.vendor != "postgresql":
-        return [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in rows]
-    model_fields = {f.name: f for f in records.model._meta.concrete_fields}
-    json = {i for i, name in enumerate(fields, start=2) if isinstance(model_fields.get(name), JSONField)}
-    try:
-        sql, params = rows.query.sql_with_params()
-    except EmptyResultSet:  # a filter that nothing can pass, such as an empty `__in`
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchall()
-    if not json:
-        return [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in found]
+    json_columns = set()
+    if connection.vendor == "postgresql":
+        model_fields = {f.name: f for f in records.model._meta.concrete_fields}
+        json_columns = {i for i, name in enumerate(fields, start=2) if isinstance(model_fields.get(name), JSONField)}
+        compiled = sql_of(rows)
+        if compiled is None:
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute(*compiled)
+            rows = cursor.fetchall()
+    decoded = [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in rows]
+    if not json_columns:
+        return decoded
     return [
-        tuple(orjson.loads(v) if i in json and v is not None else v for i, v in enumerate(row))
-        for row in ((pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in found)
+        tuple(orjson.loads(v) if i in json_columns and v is not None else v for i, v in enumerate(row))
+        for row in decoded
     ]
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from django.db import IntegrityError, transaction
 
-from hie.bulk import in_processes, insert_rows, without_cycle_collection
+from hie.bulk import in_processes, insert_rows, processes_available, without_cycle_collection
 
 
 def _square_all(chunk: list[int]) -> list[int]:
@@ -21,14 +21,14 @@ def test_work_in_processes_comes_back_in_order_and_equal_to_work_done_here():
 
 
 def _from_a_daemon(queue) -> None:
-    queue.put(list(in_processes(_square_all, [[1, 2], [3]])))
+    queue.put((processes_available(), list(in_processes(_square_all, [[1, 2], [3]]))))
 
 
 def test_a_daemon_process_does_the_work_itself():
     queue = multiprocessing.get_context("fork").Queue()
     daemon = multiprocessing.get_context("fork").Process(target=_from_a_daemon, args=(queue,), daemon=True)
     daemon.start()
-    assert queue.get(timeout=30) == [[1, 4], [9]]
+    assert queue.get(timeout=30) == (1, [[1, 4], [9]])
     daemon.join(timeout=30)
     assert daemon.exitcode == 0
 
