@@ -166,8 +166,9 @@ def indexes_built_after(*models: type[Model]) -> Iterator[None]:
     For each row written PostgreSQL adds an entry to every index of the table and queues a check
     of every reference it holds; for a dozen blocking keys per record that costs several times
     what building the index from the finished table, and checking a reference with one join,
-    do. So when a table is empty (the first load of an index), its indexes other than the primary
-    key and its foreign keys are dropped, and made again after the block; all in one savepoint,
+    do. So when a table is empty (the first load of an index), its indexes (the primary key too,
+    unless another table's reference relies on it) and its foreign keys are dropped, and made
+    again after the block; all in one savepoint,
     so that if the block fails the drop is undone with the rows. The table stays locked (ACCESS
     EXCLUSIVE) until the caller's transaction ends: reads of it wait for the load, as they would
     have found nothing. Tables with rows, and other databases, are written to as they are.
@@ -215,7 +216,7 @@ def _drop_indexes_of_empty(models: Sequence[type[Model]]) -> list[str]:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")  # noqa: S608 - filled while we waited?
             if cursor.fetchone()[0]:
                 continue
-            # Indexes (with the unique constraints they carry) but the primary key and any that a
+            # Indexes (with the unique constraints and primary key they carry) but any that a
             # reference from elsewhere relies on; then the table's own references.
             cursor.execute(
                 """
@@ -223,7 +224,7 @@ def _drop_indexes_of_empty(models: Sequence[type[Model]]) -> list[str]:
                        quote_ident(c.conname), pg_get_constraintdef(c.oid)
                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
                 LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
-                WHERE x.indrelid = %s::regclass AND NOT x.indisprimary
+                WHERE x.indrelid = %s::regclass
                   AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = x.indexrelid)
                 """,
                 [model._meta.db_table],

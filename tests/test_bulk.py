@@ -159,15 +159,43 @@ def test_an_empty_table_is_loaded_without_its_indexes_and_references_and_gets_th
     with indexes_built_after(Link):
         during = _definitions(table)
         insert_rows(Link, LINK_COLUMNS, _link_rows(5, person.pk))
-    assert [d for d in during if d.startswith("CREATE")] == [
-        f"CREATE UNIQUE INDEX {table}_pkey ON public.{table} USING btree (id)"
-    ]
-    assert not [d for d in during if "FOREIGN KEY" in d]
+    # No table refers to links: their primary key goes too.
+    assert not [d for d in during if d.startswith("CREATE")]
+    assert not [d for d in during if "FOREIGN KEY" in d or "PRIMARY KEY" in d]
     assert _definitions(table) == before
     assert Link.objects.filter(person=person).count() == 5
     # The partial unique index (one current person per record) is back and does its work.
     with pytest.raises(IntegrityError, match="link_one_current_person_per_record"), transaction.atomic():
         insert_rows(Link, LINK_COLUMNS, _link_rows(1, Person.objects.create(golden={}).pk))
+
+
+@pytest.mark.django_db
+def test_a_primary_key_that_references_rely_on_stays_while_its_table_is_loaded(on_postgresql):
+    from hie.bulk import indexes_built_after
+    from matching.models import Person
+
+    table = Person._meta.db_table
+    with indexes_built_after(Person):
+        during = _definitions(table)
+        Person.objects.create(golden={})
+    assert [d for d in during if d.startswith("CREATE")] == [
+        f"CREATE UNIQUE INDEX {table}_pkey ON public.{table} USING btree (id)"
+    ]
+
+
+@pytest.mark.django_db
+def test_a_primary_key_made_again_refuses_a_load_that_repeats_one(on_postgresql):
+    import numpy as np
+
+    from hie.bulk import indexes_built_after, insert_bigints
+    from matching.models import BlockingKey
+
+    before = _definitions(BlockingKey._meta.db_table)
+    assert f"{BlockingKey._meta.db_table}_pkey PRIMARY KEY (record_id, key)" in before
+    with pytest.raises(IntegrityError, match="_pkey"), indexes_built_after(BlockingKey):
+        insert_bigints(BlockingKey, ("record_id", "key"), (np.array([1, 1]), np.array([7, 7])))
+    assert _definitions(BlockingKey._meta.db_table) == before
+    assert not BlockingKey.objects.exists()
 
 
 @pytest.mark.django_db
