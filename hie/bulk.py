@@ -9,7 +9,7 @@ model save() and signals, which the node does not use for these tables.
 import gc
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -269,19 +269,30 @@ def allocate_ids(model: type[Model], count: int) -> list[int]:
         return list(range(start, start + count))
 
 
-def analyze(*models: type[Model]) -> None:
+def analyze(*models: type[Model], vacuum: Collection[type[Model]] = ()) -> None:
     """Refresh the planner's statistics of tables a bulk load has just grown.
 
     Until autovacuum gets to them, PostgreSQL plans with the statistics of the empty tables and
     turns indexed look-ups (blocking keys, identifiers) into scans; SQLite's ANALYZE feeds its
-    planner the same way. Run after the load has committed. Outside a transaction PostgreSQL
-    also vacuums them: the visibility map it sets lets look-ups that an index covers (a block of
-    blocking keys) skip the table itself.
+    planner the same way. Run after the load has committed. On PostgreSQL the JSON columns are
+    left out (no query filters on them, and sampling them was most of the time), and the tables
+    in `vacuum` are also vacuumed: the visibility map it sets lets look-ups that an index covers
+    (a block of blocking keys) skip the table itself.
     """
-    command = "VACUUM (ANALYZE)" if connection.vendor == "postgresql" and not connection.in_atomic_block else "ANALYZE"
+    postgresql = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         for model in models:
-            cursor.execute(f"{command} {connection.ops.quote_name(model._meta.db_table)}")
+            table = connection.ops.quote_name(model._meta.db_table)
+            if not postgresql:
+                cursor.execute(f"ANALYZE {table}")
+                continue
+            command = "VACUUM (ANALYZE)" if model in vacuum and not connection.in_atomic_block else "ANALYZE"
+            columns = ", ".join(
+                connection.ops.quote_name(field.column)
+                for field in model._meta.concrete_fields
+                if field.column and not isinstance(field, JSONField)
+            )
+            cursor.execute(f"{command} {table} ({columns})")
 
 
 def processes_available() -> int:

@@ -18,6 +18,7 @@ from hie.audit.services import SYSTEM, Actor, record_event
 from hie.bulk import (
     allocate_ids,
     among,
+    analyze,
     in_processes,
     indexes_built_after,
     insert_bigints,
@@ -275,6 +276,12 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
             insert_rows(PendingMatch, ("record_id", "since"), [(record_id, now) for record_id in new_ids])
             ids += new_ids
     return ids
+
+
+def analyze_registrations() -> None:
+    """After a bulk load has committed: the planner's statistics of the tables it grew. Blocking
+    keys are also vacuumed, so that a block is read from their index alone."""
+    analyze(PatientRecord, BlockingKey, PendingMatch, vacuum={BlockingKey})
 
 
 def _normalised(part: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:

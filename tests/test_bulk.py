@@ -259,3 +259,20 @@ def test_json_text_is_written_as_the_json_it_is():
     insert_rows(Person, ("euid", "status", "golden", "created_at", "updated_at"),
                 [("BULKTEXT00000001", "active", json_text(value), stamp, stamp)])  # fmt: skip
     assert Person.objects.get(euid="BULKTEXT00000001").golden == value
+
+
+@pytest.mark.django_db
+def test_statistics_are_gathered_for_the_columns_queries_filter_on_and_not_for_json(on_postgresql):
+    from django.db import connection
+
+    from hie.bulk import analyze
+    from matching.models import PatientRecord
+    from tests.matching.factories import load
+
+    load(_rows(20))
+    analyze(PatientRecord)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT attname FROM pg_stats WHERE tablename = %s", [PatientRecord._meta.db_table])
+        columns = {row[0] for row in cursor.fetchall()}
+    assert {"local_id", "family_name", "birth_date", "active"} <= columns
+    assert not columns & {"norm", "phones", "previous_family_names"}

@@ -18,9 +18,9 @@ from hie.bulk import analyze, without_cycle_collection
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations
-from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
+from matching.models import Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
 from matching.selectors import CURRENT_STATES
-from matching.services import NewRegistration, register_records_bulk
+from matching.services import NewRegistration, analyze_registrations, register_records_bulk
 from matching.tasks import match_batch_signature
 from matching.training import train_and_activate
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 ],
                 source=Source.CSV,
             )
-        analyze(PatientRecord, BlockingKey, PendingMatch)
+        analyze_registrations()
         timings["load"] = time.monotonic() - started
 
         if not options["no_train"]:

@@ -7,12 +7,11 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from hie.bulk import analyze
 from hie.exceptions import HieError
 from hie.orgs.models import Organization
 from matching.csv_input import HEADER, CsvError, read_registrations
-from matching.models import BlockingKey, PatientRecord, PendingMatch, Source
-from matching.services import NewRegistration, register_records_bulk
+from matching.models import Source
+from matching.services import NewRegistration, analyze_registrations, register_records_bulk
 from matching.tasks import match_batch_signature
 
 BATCH = 5000
@@ -64,7 +63,7 @@ class Command(BaseCommand):
                 transaction.on_commit(match_batch_signature(ids).delay)
         except HieError as exc:
             raise CommandError(str(exc)) from exc
-        analyze(PatientRecord, BlockingKey, PendingMatch)
+        analyze_registrations()
         sys.stderr.write("\n")
         self.stdout.write(
             f"loaded {len(ids)} registrations for {organization.name} in {time.monotonic() - started:.1f}s; "
