@@ -18,6 +18,8 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import DateField, DateTimeField, JSONField, Model, QuerySet
 from django.db.models.expressions import RawSQL
+from psycopg.types.datetime import TimestamptzLoader
+from psycopg.types.json import set_json_loads
 
 
 def among(values: Sequence[int] | Sequence[str]) -> Sequence | RawSQL:
@@ -124,6 +126,19 @@ def sql_of(queryset: QuerySet) -> tuple[str, tuple] | None:
         return queryset.query.sql_with_params()
     except EmptyResultSet:
         return None
+
+
+@contextmanager
+def reading_cursor() -> Iterator:
+    """psycopg's own cursor (PostgreSQL), for reading many rows: JSON columns decoded by orjson
+    and timestamps by psycopg's compiled loader. Django loads JSON as text for its fields to
+    decode, and timestamps through a loader written in Python that only sets the zone the
+    connection already gives (UTC); for a batch's 150,000 records they cost a second."""
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        cursor = wrapper.cursor
+        set_json_loads(orjson.loads, cursor)
+        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        yield cursor
 
 
 def _int8s(packed: bytes | memoryview | None) -> np.ndarray:

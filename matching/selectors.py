@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import JSONField, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 
-from hie.bulk import sql_of
+from hie.bulk import reading_cursor, sql_of
 from matching.blocking import blocking_keys, key_for, pass_of
 from matching.compare import RecordTable
 from matching.models import (
@@ -63,30 +63,21 @@ class Candidates:
 
 def norms_of(records: QuerySet, *fields: str) -> list[tuple]:
     """(pk, norm, *fields) of the records, in their queryset's order: the bulk read of normalised
-    forms. The JSON is decoded here with orjson, several times faster than Django's JSONField.
+    forms, with JSON decoded by orjson (several times faster than Django's JSONField).
 
-    On PostgreSQL the rows come from the cursor itself: psycopg gives each column its Python type,
-    and JSON columns (fetched as text) are all that Django's per-row conversion would have done
-    (it took as long as the query for a batch's 150,000 records).
+    On PostgreSQL the rows come from psycopg's cursor itself (hie.bulk.reading_cursor), which
+    gives each column its Python type: Django's per-row conversion took as long as the query
+    for a batch's 150,000 records.
     """
-    rows = records.annotate(norm_text=Cast("norm", TextField())).values_list("pk", "norm_text", *fields)
-    json_columns = set()
     if connection.vendor == "postgresql":
-        model_fields = {f.name: f for f in records.model._meta.concrete_fields}
-        json_columns = {i for i, name in enumerate(fields, start=2) if isinstance(model_fields.get(name), JSONField)}
-        compiled = sql_of(rows)
+        compiled = sql_of(records.values_list("pk", "norm", *fields))
         if compiled is None:
             return []
-        with connection.cursor() as cursor:
+        with reading_cursor() as cursor:
             cursor.execute(*compiled)
-            rows = cursor.fetchall()
-    decoded = [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in rows]
-    if not json_columns:
-        return decoded
-    return [
-        tuple(orjson.loads(v) if i in json_columns and v is not None else v for i, v in enumerate(row))
-        for row in decoded
-    ]
+            return cursor.fetchall()
+    rows = records.annotate(norm_text=Cast("norm", TextField())).values_list("pk", "norm_text", *fields)
+    return [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in rows]
 
 
 def current_person_subquery(states: tuple[str, ...] = CURRENT_STATES, field: str = "person_id") -> Subquery:

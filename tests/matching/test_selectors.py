@@ -1,6 +1,6 @@
 """Reading the index in bulk gives what Django's own reading gives."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.db import transaction
@@ -25,4 +25,5 @@ def test_norms_and_fields_read_in_bulk_equal_djangos_reading():
     assert found == expected
     assert [type(value) for value in found[0]] == [type(value) for value in expected[0]]
     assert found[0][2 + fields.index("previous_family_names")] == ["Oyelaran", "Smith-Diaz"]
+    assert found[0][2 + fields.index("updated_at")].utcoffset() == timedelta(0)
     assert norms_of(PatientRecord.objects.filter(pk__in=[])) == []
