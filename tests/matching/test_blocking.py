@@ -5,6 +5,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from matching.blocking import PASSES, block_pairs, candidate_pairs, key_for, pass_of
 
@@ -83,3 +84,19 @@ def test_keys_of_some_passes_are_the_record_keys_of_those_passes():
     assert {pass_of(k) for k in every} == set(PASSES)
     for passes in (("dob",), ("fam_given",), ("dob", "fam_given"), ("ssn", "addr", "phone")):
         assert blocking_keys(norm, passes) == [k for k in every if pass_of(k) in passes]
+
+
+@pytest.mark.django_db
+def test_a_batch_reads_the_keys_of_its_records_alone_whether_their_ids_are_close_or_far_apart():
+    from matching.batch import _keys_of
+    from matching.models import BlockingKey
+    from matching.synthetic import generate
+    from tests.matching.factories import load
+
+    ids = sorted(load(generate(40, seed=3).rows))
+    close = [pk for pk in ids if pk % 3]  # gaps, but fewer ids missing than present
+    far = ids[::5]
+    for chosen in (ids, close, far, ids[:1]):
+        expected = sorted(BlockingKey.objects.filter(record_id__in=chosen).values_list("key", "record_id"))
+        assert expected
+        assert sorted(map(tuple, _keys_of(chosen).tolist())) == expected
