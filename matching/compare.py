@@ -162,12 +162,21 @@ def _similarity_where(
     return out
 
 
-def _any_shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether two rows of padded codes (-1 = none) share a value."""
-    shared = np.zeros(len(a), dtype=bool)
-    for i in range(a.shape[1]):
-        for j in range(b.shape[1]):
-            shared |= (a[:, i] == b[:, j]) & (a[:, i] >= 0)
+def _any_shared(codes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Whether the records of each pair share a value, in a table's rows of padded codes (values
+    from the first column on, -1 after them). Most records have one value: every pair compares
+    first values, and only pairs where a side has more compare all of them."""
+    first = codes[left, 0]
+    shared = (first == codes[right, 0]) & (first >= 0)
+    several = codes[:, 1] >= 0 if codes.shape[1] > 1 else np.zeros(len(codes), dtype=bool)
+    rest = np.flatnonzero(several[left] | several[right])
+    if len(rest):
+        a, b = codes[left[rest]], codes[right[rest]]
+        any_pair = np.zeros(len(rest), dtype=bool)
+        for i in range(a.shape[1]):
+            for j in range(b.shape[1]):
+                any_pair |= (a[:, i] == b[:, j]) & (a[:, i] >= 0)
+        shared[rest] = any_pair
     return shared
 
 
@@ -206,7 +215,7 @@ def _given(p: _Pairs) -> np.ndarray:
 def _family(p: _Pairs) -> np.ndarray:
     a, b, missing = p.codes("family")
     exact = a == b
-    shared = _any_shared(p.t.family_tokens[p.left], p.t.family_tokens[p.right]) & ~exact
+    shared = _any_shared(p.t.family_tokens, p.left, p.right) & ~exact
     jw = _similarity_where(p, "family", ~exact & ~missing & ~shared)
     level = np.select([exact, shared, jw >= 0.92, jw >= 0.80], [4, 3, 2, 1], default=0)
     return np.where(missing, MISSING, level)
@@ -285,9 +294,8 @@ def _ssn(p: _Pairs) -> np.ndarray:
 
 
 def _phone(p: _Pairs) -> np.ndarray:
-    a, b = p.t.phones[p.left], p.t.phones[p.right]
-    present = (a[:, 0] >= 0) & (b[:, 0] >= 0)
-    return np.where(present, _any_shared(a, b).astype(np.int64), MISSING)
+    present = (p.t.phones[p.left, 0] >= 0) & (p.t.phones[p.right, 0] >= 0)
+    return np.where(present, _any_shared(p.t.phones, p.left, p.right).astype(np.int64), MISSING)
 
 
 def _address(p: _Pairs) -> np.ndarray:

@@ -206,3 +206,22 @@ def test_a_large_set_of_pairs_compared_in_processes_gives_the_levels_of_one_proc
     assert spread.dtype == here.dtype
     assert np.array_equal(spread, here)
     assert len(np.unique(here, axis=0)) > 50, "the pairs cover many patterns"
+
+
+def test_pairs_share_a_value_wherever_it_sits_among_their_values():
+    from matching.compare import _any_shared
+
+    rng = np.random.default_rng(11)
+    counts = rng.integers(0, 5, 300)
+    codes = np.full((300, 4), -1, dtype=np.int64)
+    for row, count in enumerate(counts):
+        codes[row, :count] = rng.choice(12, count, replace=False)
+    left, right = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    expected = [
+        bool(set(codes[a][codes[a] >= 0]) & set(codes[b][codes[b] >= 0])) for a, b in zip(left, right, strict=True)
+    ]
+    found = _any_shared(codes, left, right)
+    assert found.tolist() == expected
+    assert found.any()
+    assert not found.all()
+    assert (found & ((codes[left, 1] >= 0) | (codes[right, 1] >= 0)) & (codes[left, 0] != codes[right, 0])).any()
