@@ -3,7 +3,9 @@
 Errors name the line and the field, never the value: a report may travel further than the data.
 """
 
+import argparse
 import csv
+import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -69,7 +71,22 @@ def parse_row(line: int, row: dict) -> CsvRegistration:
     )
 
 
+def readable_file(value: str) -> Path:
+    """A command's input file argument: a file that exists and can be read, or a usage error."""
+    path = Path(value)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"cannot read {value}: no such file, or not readable")
+    return path
+
+
 def read_registrations(path: Path) -> tuple[list[CsvRegistration], list[CsvError]]:
+    try:
+        return _read_registrations(path)
+    except UnicodeDecodeError:
+        return [], [CsvError(1, "the file is not UTF-8 text")]
+
+
+def _read_registrations(path: Path) -> tuple[list[CsvRegistration], list[CsvError]]:
     registrations, errors = [], []
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)

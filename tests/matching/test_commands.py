@@ -90,6 +90,19 @@ def test_dedupe_csv_finds_the_people_and_keeps_twins_and_generations_apart(tmp_p
 
 
 @pytest.mark.django_db
+def test_a_file_that_is_not_there_or_not_text_is_refused_before_anything_is_loaded(tmp_path):
+    create_organization(name="Riverside", identifier_systems=["urn:oid:9.1"])
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("dedupe_csv", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out.csv"))
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("import_patients", str(tmp_path / "missing.csv"), "--org", "Riverside")
+    (tmp_path / "latin1.csv").write_bytes("org_id,local_id,given_name\nA,1,Jos\xe9\n".encode("latin-1"))
+    with pytest.raises(CommandError, match="not UTF-8 text"):
+        call_command("dedupe_csv", str(tmp_path / "latin1.csv"), "--out", str(tmp_path / "out.csv"))
+    assert PatientRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_import_with_a_bad_row_loads_nothing_and_reports_the_line(tmp_path, django_capture_on_commit_callbacks):
     create_organization(name="Riverside", identifier_systems=["urn:oid:9.1"])
     rows = [{**row, "org_id": ""} for row in generate(20, seed=2).rows]

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from hie.bulk import analyze, without_cycle_collection
+from hie.bulk import BULK_COMMAND_CHECKS, analyze, without_cycle_collection
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
-from matching.csv_input import read_registrations
+from matching.csv_input import read_registrations, readable_file
 from matching.models import Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
 from matching.selectors import CURRENT_STATES
 from matching.services import NewRegistration, analyze_registrations, register_records_bulk
@@ -27,9 +27,10 @@ from matching.training import train_and_activate
 
 class Command(BaseCommand):
     help = "Deduplicate a CSV of registrations; writes org_id,local_id,person_id for every input row."
+    requires_system_checks = BULK_COMMAND_CHECKS
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("input", type=Path)
+        parser.add_argument("input", type=readable_file)
         parser.add_argument("--out", type=Path, required=True)
         parser.add_argument("--no-train", action="store_true", help="match with the active model as it is")
         parser.add_argument("--chunk", type=int, default=200_000, help="records per matching task")

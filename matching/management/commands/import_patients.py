@@ -7,9 +7,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from hie.bulk import BULK_COMMAND_CHECKS
 from hie.exceptions import HieError
 from hie.orgs.models import Organization
-from matching.csv_input import HEADER, CsvError, read_registrations
+from matching.csv_input import HEADER, CsvError, read_registrations, readable_file
 from matching.models import Source
 from matching.services import NewRegistration, analyze_registrations, register_records_bulk
 from matching.tasks import match_batch_signature
@@ -22,9 +23,10 @@ class Command(BaseCommand):
         "Load a member's registrations from CSV (header: " + ",".join(HEADER) + "). Every row is checked first; "
         "if any row is wrong, nothing is loaded and the report file lists each error by line."
     )
+    requires_system_checks = BULK_COMMAND_CHECKS
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", type=Path)
+        parser.add_argument("file", type=readable_file)
         parser.add_argument("--org", required=True, help="organization name or id")
         parser.add_argument("--identifier-system", help="default: the organization's first identifier system")
         parser.add_argument("--report", type=Path, help="where to write row errors (default: FILE.errors.txt)")
