@@ -7,6 +7,8 @@ address abbreviations (USPS Publication 28, through scourgify).
 
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 
@@ -155,14 +157,59 @@ def normalise_street(line: str) -> str:
     went in (a numbered street given an ordinal, a number read as something else), the line
     is standardised as it is.
     """
-    found = _NUMBERED_LINE.fullmatch(line) if line else None
-    if found:
-        number = found[2]
-        shape = _NON_ZERO_DIGIT.sub("1", number)
-        standard = _standard_street(found[1] + shape + found[3])
+    shaped = _shaped(line)
+    if shaped:
+        number, shape, shaped_line = shaped
+        standard = _street(shaped_line)
         if standard.startswith(shape + " "):
             return number + standard[len(shape) :]
-    return _standard_street(line)
+    return _street(line)
+
+
+def _shaped(line: str) -> tuple[str, str, str] | None:
+    """(house number, its shape, the line with the shape for the number) of a numbered line."""
+    found = _NUMBERED_LINE.fullmatch(line) if line else None
+    if not found:
+        return None
+    shape = _NON_ZERO_DIGIT.sub("1", found[2])
+    return found[2], shape, found[1] + shape + found[3]
+
+
+# Standard forms worked out ahead of a bulk load, for the processes that normalise it (see
+# prepared_streets).
+_prepared_streets: dict[str, str] = {}
+
+
+def _street(line: str) -> str:
+    standard = _prepared_streets.get(line)
+    return _standard_street(line) if standard is None else standard
+
+
+def streets_to_parse(lines: Iterable[str]) -> list[str]:
+    """The distinct lines normalise_street gives the parser first for these street lines (the
+    shapes of numbered lines, other lines as they are)."""
+    wanted = set()
+    for line in lines:
+        shaped = _shaped(line)
+        wanted.add(shaped[2] if shaped else line)
+    wanted.discard("")
+    return sorted(wanted)
+
+
+def standardise_streets(lines: list[str]) -> dict[str, str]:
+    """Each line's standard form, as normalise_street's parser gives it."""
+    return {line: _standard_street(line) for line in lines}
+
+
+@contextmanager
+def prepared_streets(standard: dict[str, str]) -> Iterator[None]:
+    """A block in which normalise_street takes these standard forms as known: processes forked
+    in it inherit them, so a street that several of them meet is parsed once, not once by each."""
+    _prepared_streets.update(standard)
+    try:
+        yield
+    finally:
+        _prepared_streets.clear()
 
 
 @lru_cache(maxsize=200_000)

@@ -24,6 +24,7 @@ from hie.bulk import (
     insert_bigints,
     insert_rows,
     json_text,
+    processes_available,
     without_cycle_collection,
 )
 from hie.exceptions import (
@@ -57,7 +58,7 @@ from matching.models import (
     ReviewTask,
     Source,
 )
-from matching.normalize import normalise
+from matching.normalize import normalise, prepared_streets, standardise_streets, streets_to_parse
 from matching.score import auto_link_threshold, review_threshold
 from matching.selectors import (
     CURRENT_STATES,
@@ -260,8 +261,18 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
             fresh.append((r, r.demographics.as_fields()))
     now = timezone.now()
     parts = [fresh[start : start + chunk] for start in range(0, len(fresh), chunk)]
-    normalised = in_processes(_normalised, [[fields for _, fields in part] for part in parts])
-    with indexes_built_after(PatientRecord, BlockingKey, PendingMatch) if fresh else nullcontext():
+    # Streets are standardised first, each once, shared out between the processes; those that
+    # then normalise the records inherit them.
+    streets = streets_to_parse(fields["address_line"] for _, fields in fresh)
+    shares = min(4 * processes_available(), len(streets))
+    standard: dict[str, str] = {}
+    for known in in_processes(standardise_streets, [streets[i::shares] for i in range(shares)]):
+        standard.update(known)
+    with (
+        prepared_streets(standard),
+        indexes_built_after(PatientRecord, BlockingKey, PendingMatch) if fresh else nullcontext(),
+    ):
+        normalised = in_processes(_normalised, [[fields for _, fields in part] for part in parts])
         for part, results in zip(parts, normalised, strict=True):
             new_ids = allocate_ids(PatientRecord, len(part))
             norms, key_counts, keys = results

@@ -77,6 +77,23 @@ def test_a_street_line_standardised_through_its_shape_is_what_scourgify_gives_th
     assert _standard_street.cache_info().misses == 1, "the houses of a street are parsed once"
 
 
+def test_streets_worked_out_ahead_are_taken_as_known_within_their_block_only():
+    from matching.normalize import _standard_street, prepared_streets, standardise_streets, streets_to_parse
+
+    lines = ["418 Alder Creek Rd", "529 Alder Creek Rd", "12 Oak St", "Rosetta Village", "", "418 Alder Creek Rd"]
+    assert streets_to_parse(lines) == ["11 Oak St", "111 Alder Creek Rd", "Rosetta Village"]
+    standard = standardise_streets(streets_to_parse(lines))
+    _standard_street.cache_clear()
+    with prepared_streets(standard):
+        assert [normalise_street(line) for line in lines] == [
+            "418 ALDER CREEK RD", "529 ALDER CREEK RD", "12 OAK ST", "ROSETTA VILLAGE", "", "418 ALDER CREEK RD"
+        ]  # fmt: skip
+        assert _standard_street.cache_info().misses == 1, "only the empty line, which is never prepared"
+    with prepared_streets({"111 Alder Creek Rd": "111 ALDER CRK ROAD"}):
+        assert normalise_street("418 Alder Creek Rd") == "418 ALDER CRK ROAD"
+    assert normalise_street("418 Alder Creek Rd") == "418 ALDER CREEK RD"
+
+
 def test_nicknames_relate_directly_not_through_a_third_name():
     assert "william" in nickname_group("BILL")
     assert "robert" not in nickname_group("WILLIAM")
