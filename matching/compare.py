@@ -342,7 +342,8 @@ def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarr
     try:
         shares = zip(np.array_split(left, processes), np.array_split(right, processes), strict=True)
         parts = [(call, share_left, share_right) for share_left, share_right in shares]
-        return np.concatenate(list(in_processes(_compare_share, parts)))
+        levels = np.empty((len(left), len(FIELDS)), dtype=np.int8, order="F")
+        return np.concatenate(list(in_processes(_compare_share, parts)), out=levels)
     finally:
         del _shared_tables[call]
 
@@ -355,7 +356,7 @@ def _compare_share(share: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
 
 def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray, workers: int = -1) -> np.ndarray:
     if not len(left):
-        return np.zeros((0, len(FIELDS)), dtype=np.int8)
+        return np.zeros((0, len(FIELDS)), dtype=np.int8, order="F")
     p = _Pairs(table, left, right, workers)
     columns = {
         "given": _given(p),
@@ -369,9 +370,13 @@ def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray, workers: i
         "address": _address(p),
         "suffix": _equal(p, "suffix"),
     }
-    levels = np.stack([columns[field.name] for field in FIELDS], axis=1)
+    # Column by column: each field's levels lie together, for the steps that read them a field
+    # at a time (weights, rules).
+    levels = np.empty((len(left), len(FIELDS)), dtype=np.int8, order="F")
+    for i, field in enumerate(FIELDS):
+        levels[:, i] = columns[field.name]
     _apply_name_swap(table, left, right, levels)
-    return levels.astype(np.int8)
+    return levels
 
 
 def _apply_name_swap(table: RecordTable, left: np.ndarray, right: np.ndarray, levels: np.ndarray) -> None:

@@ -170,7 +170,7 @@ class Scorer:
         return np.log2(m_exact / tf)
 
     def weigh(self, table: RecordTable, left: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        weights = np.zeros(levels.shape, dtype=float)
+        weights = np.zeros(levels.shape, dtype=float, order="F")  # filled a field at a time
         for i, table_of_field in enumerate(self.tables):
             weights[:, i] = table_of_field[levels[:, i]]
         if self.tf_floor:
