@@ -128,8 +128,22 @@ def candidate_pairs(record_keys: list[list[int]], cap: int) -> tuple[np.ndarray,
     sorted by i then j. Blocks larger than `cap` are skipped; returns the largest skipped block per pass.
     """
     positions = np.repeat(np.arange(len(record_keys)), [len(keys) for keys in record_keys])
-    everyone = np.arange(len(record_keys))
-    codes, keys = pd.factorize(np.array([key for keys in record_keys for key in keys], dtype=np.int64))
-    later, earlier, oversized = block_pairs(codes, keys, positions, everyone, np.ones(len(record_keys), bool), cap)
+    keys = np.array([key for keys in record_keys for key in keys], dtype=np.int64)
+    return pairs_sharing(keys, positions, len(record_keys), cap)
+
+
+def pairs_sharing(
+    keys: np.ndarray, positions: np.ndarray, count: int, cap: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """candidate_pairs of `count` records whose keys come as arrays: entry n files the record at
+    `positions[n]` under `keys[n]`."""
+    everyone = np.arange(count)
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=np.int64))
+    later, earlier, oversized = block_pairs(codes, uniques, positions, everyone, np.ones(count, bool), cap)
     order = np.lexsort((later, earlier))
     return earlier[order], later[order], oversized
+
+
+def pass_range(pass_name: str) -> tuple[int, int]:
+    """The keys of one pass: from the lowest to just above the highest."""
+    return _PASS_PREFIX[pass_name], _PASS_PREFIX[pass_name] + (1 << HASH_BITS)

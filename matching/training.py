@@ -15,10 +15,11 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from hie.bulk import among, without_cycle_collection
-from matching.blocking import blocking_keys, candidate_pairs
+from hie.bulk import among, bigint_rows, without_cycle_collection
+from matching.arrays import members
+from matching.blocking import blocking_keys, candidate_pairs, pairs_sharing, pass_range
 from matching.compare import FIELDS, MISSING, RecordTable, compare, level_of
-from matching.models import MatchModel, ModelStatus, PairLabel, PatientRecord, TrainingRun
+from matching.models import BlockingKey, MatchModel, ModelStatus, PairLabel, PatientRecord, TrainingRun
 from matching.score import DEFAULT_M, TF_FIELDS, Scorer
 from matching.selectors import norms_of
 
@@ -143,9 +144,12 @@ SESSIONS = (
 
 
 def _session_pairs(
-    norms: list[dict], passes: tuple[str, ...], labelled: dict, cap: int
+    norms: list[dict], passes: tuple[str, ...], labelled: dict, cap: int, filed: tuple | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    left, right, _ = candidate_pairs([blocking_keys(n, passes) for n in norms], cap)
+    if filed is None:
+        left, right, _ = candidate_pairs([blocking_keys(n, passes) for n in norms], cap)
+    else:
+        left, right, _ = pairs_sharing(*filed, len(norms), cap)
     present = set(zip(left.tolist(), right.tolist(), strict=True))
     extra = [pair for pair in labelled if pair not in present]
     if extra:
@@ -161,8 +165,11 @@ def train(
     random_pairs: int = 400_000,
     block_cap: int = 500,
     seed: int = 20261125,
+    filed: dict | None = None,
 ) -> TrainingResult:
     """Train on normalised records; `labels` are (position, position, is_match) into `norms`.
+    `filed` may give, by the passes of a session, the keys the records are filed under already
+    as (keys, positions into `norms`); otherwise they are computed from `norms`.
 
     EM runs once per session of SESSIONS, on the pairs one blocking pass chooses, and a field
     is never estimated from the session whose pairs were chosen by agreeing on it. Pooling all
@@ -178,7 +185,7 @@ def train(
     m = {f.name: list(DEFAULT_M[f.name]) for f in FIELDS}
     results = []
     for passes, held in SESSIONS:
-        left, right = _session_pairs(norms, passes, labelled, block_cap)
+        left, right = _session_pairs(norms, passes, labelled, block_cap, (filed or {}).get(passes))
         if not len(left):
             continue
         levels = compare(table, left, right)
@@ -223,6 +230,19 @@ def evaluate(parameters: dict, norms: list[dict], labels: list[tuple[int, int, b
 # --- the stored, versioned model -----------------------------------------------------------
 
 
+def _stored_keys(record_ids: list[int], passes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The stored blocking keys of these passes that the records (ids ascending) are filed under,
+    with each one's record as its position in `record_ids`. Each pass is one range of the key
+    index: deriving the keys again from the records took the most of a training run's time."""
+    ordered = np.array(record_ids, dtype=np.int64)
+    rows = np.concatenate([
+        bigint_rows(BlockingKey.objects.filter(key__gte=low, key__lt=high).values_list("key", "record_id"))
+        for low, high in map(pass_range, passes)
+    ])  # fmt: skip
+    rows = rows[members(rows[:, 1], ordered)]
+    return rows[:, 0], np.searchsorted(ordered, rows[:, 1])
+
+
 @without_cycle_collection()
 def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
     """Train on (a sample of) the active records, store the model as the next version, activate it."""
@@ -243,7 +263,8 @@ def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
         ]
         run.progress, run.message = 25, f"training on {len(norms)} records"
         run.save(update_fields=["progress", "message"])
-        result = train(norms, labels=labels, block_cap=settings.MATCH_BLOCK_CAP)
+        filed = {passes: _stored_keys(ids, passes) for passes, _ in SESSIONS}
+        result = train(norms, labels=labels, block_cap=settings.MATCH_BLOCK_CAP, filed=filed)
         run.progress, run.message = 85, "evaluating"
         run.save(update_fields=["progress", "message"])
         thresholds = {"auto_link": settings.MATCH_AUTO_LINK_THRESHOLD, "review": settings.MATCH_REVIEW_THRESHOLD}

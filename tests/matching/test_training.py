@@ -43,6 +43,23 @@ def test_held_fields_keep_their_starting_m():
 
 
 @pytest.mark.django_db
+def test_training_on_the_stored_keys_of_a_sample_is_training_on_keys_derived_again(population):
+    from matching.models import PatientRecord
+    from matching.selectors import norms_of
+    from matching.training import SESSIONS, _stored_keys
+
+    ids = sorted(load(population.rows))[::2]  # a sample, as a large index is trained on
+    inactive = ids[5]
+    PatientRecord.objects.filter(pk=inactive).update(active=False)
+    ids.remove(inactive)
+    norm_of = dict(norms_of(PatientRecord.objects.filter(pk__in=ids)))
+    sample = [norm_of[pk] for pk in ids]
+    filed = {passes: _stored_keys(ids, passes) for passes, _ in SESSIONS}
+    assert all(len(keys) and positions.max() < len(ids) for keys, positions in filed.values())
+    assert train(sample, filed=filed) == train(sample)
+
+
+@pytest.mark.django_db
 def test_training_run_stores_and_activates_a_new_version(population, django_capture_on_commit_callbacks):
     load(population.rows[:400])
     first = train_and_activate(TrainingRun.objects.create().pk)
