@@ -166,8 +166,10 @@ class Link(models.Model):
     """A record's relation to a person. A record has at most one MATCH or POSSIBLE_MATCH link;
     NO_MATCH links remember people's decisions so that the pair is never proposed again."""
 
-    record = models.ForeignKey(PatientRecord, on_delete=models.CASCADE, related_name="links")
-    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="links")
+    # Each reference is looked up through an index that begins with it (record, person) and
+    # (person, state): an index of its own would only be kept up to date.
+    record = models.ForeignKey(PatientRecord, on_delete=models.CASCADE, related_name="links", db_index=False)
+    person = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="links", db_index=False)
     state = models.CharField(max_length=16, choices=LinkState.choices)
     source = models.CharField(max_length=8, choices=LinkSource.choices)
     score = models.FloatField(null=True, blank=True, help_text="Match probability, 0..1")
@@ -226,7 +228,8 @@ class LinkEvent(models.Model):
     """Append-only: one link of one record before and after a change."""
 
     change = models.ForeignKey(LinkChange, on_delete=models.PROTECT, related_name="events")
-    record = models.ForeignKey(PatientRecord, on_delete=models.PROTECT, related_name="link_events")
+    # Looked up through the index (record, created_at).
+    record = models.ForeignKey(PatientRecord, on_delete=models.PROTECT, related_name="link_events", db_index=False)
     person_before = models.ForeignKey(
         Person, null=True, blank=True, on_delete=models.PROTECT, related_name="events_as_before"
     )
