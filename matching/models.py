@@ -43,7 +43,10 @@ class Source(models.TextChoices):
 class PatientRecord(models.Model):
     """One organization's registration of a patient, as it sent it, plus the normalised forms."""
 
-    organization = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="patient_records")
+    # Looked up through the unique index (organization, identifier system, local id).
+    organization = models.ForeignKey(
+        "orgs.Organization", on_delete=models.PROTECT, related_name="patient_records", db_index=False
+    )
     identifier_system = models.CharField(max_length=255)
     local_id = models.CharField(max_length=128)
 

@@ -1,4 +1,4 @@
-# The references of links and link events are looked up through composite indexes that begin
+# The references of records (to their organization), links and link events are looked up through composite indexes that begin
 # with them, so their own single-column indexes go. Django finds the index to drop by its
 # column, and would take the partial unique index on a link's record (one current person per
 # record) with it: that constraint is removed first and made again after.
@@ -20,6 +20,16 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="patientrecord",
+            name="organization",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="patient_records",
+                to="orgs.organization",
+            ),
+        ),
         migrations.RemoveConstraint(model_name="link", name="link_one_current_person_per_record"),
         migrations.AlterField(
             model_name="link",
