@@ -180,13 +180,16 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     if some.any():
         top[some] = np.maximum.reduceat(scored.probability, starts[some])
     rank_them = (top >= review_threshold()).tolist()
-    # The pairs that can decide a link: those reaching review, and those that bar a person
-    # (conflicts). When they link the record, the others could not have changed the outcome;
-    # otherwise all its pairs are ranked, for the review's list of candidates.
-    deciding = np.flatnonzero((scored.probability >= review_threshold()) | scored.conflict_mask)
-    deciding_starts = np.searchsorted(deciding, starts).tolist()
-    deciding_ends = np.searchsorted(deciding, ends).tolist()
-    deciding = deciding.tolist()
+    # The pairs that can decide a link: those reaching review, and those that bar one of their
+    # persons (conflicts). When they link the record, the others could not have changed the
+    # outcome; otherwise all its pairs are ranked, for the review's list of candidates. (A
+    # person none of whose pairs reaches review ranks below every person one of whose pairs
+    # does, however its conflicts cap them: only those persons' conflicts are looked at.)
+    reaching = scored.probability >= review_threshold()
+    reviewable, barring = np.flatnonzero(reaching), np.flatnonzero(scored.conflict_mask & ~reaching)
+    reviewable_ranges = [np.searchsorted(reviewable, bound).tolist() for bound in (starts, ends)]
+    barring_ranges = [np.searchsorted(barring, bound).tolist() for bound in (starts, ends)]
+    reviewable, barring = reviewable.tolist(), barring.tolist()
     starts, ends, other_ids = starts.tolist(), ends.tolist(), table_ids[right].tolist()
     person_of: dict[int, tuple] = {pk: ("db", person) for pk, (_, person) in known.items()}
 
@@ -202,7 +205,11 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         ranked = []
         if rank_them[n]:
             refusals = refused.get(record_id, ())
-            ranked = ranking(deciding[deciding_starts[n] : deciding_ends[n]], refusals)
+            reaching_pairs = reviewable[reviewable_ranges[0][n] : reviewable_ranges[1][n]]
+            contenders = {person_of.get(other_ids[i]) for i in reaching_pairs}
+            bars = [i for i in barring[barring_ranges[0][n] : barring_ranges[1][n]]
+                    if person_of.get(other_ids[i]) in contenders]  # fmt: skip
+            ranked = ranking(sorted(reaching_pairs + bars) if bars else reaching_pairs, refusals)
             if decide(ranked[0][2] if ranked else None) != "linked":
                 ranked = ranking(range(starts[n], ends[n]), refusals)
         decision = decide(ranked[0][2] if ranked else None)
