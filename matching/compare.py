@@ -6,7 +6,6 @@ function serves one incoming record against its candidates and a whole batch of 
 Level 0 is "different", higher levels agree more strongly, MISSING means a side is empty.
 """
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -320,38 +319,29 @@ def _address(p: _Pairs) -> np.ndarray:
 # From this many pairs on, a comparison is split between processes (one per core): a batch's
 # millions of pairs take seconds of numpy on one core, where forking costs a fraction of one.
 PAIRS_PER_PROCESS = 500_000
-# The tables being compared in shares, by call: a forked process inherits them and is sent
-# only its share of pairs and the key of its table (calls from two threads keep theirs apart).
-_shared_tables: dict[int, "RecordTable"] = {}
-_calls = itertools.count()
 
 
 def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Agreement levels, shape (pairs, fields), for the pairs (left[i], right[i]) of the table.
 
     Each pair's levels depend on its two records alone, so a large set of pairs is cut into
-    shares compared by forked processes (which inherit the table) and put back in order.
+    shares compared by forked processes (which inherit the table and their share) and put back
+    in order.
     """
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     processes = min(processes_available(), len(left) // PAIRS_PER_PROCESS)
     if processes < 2:
         return _compare(table, left, right)
-    call = next(_calls)
-    _shared_tables[call] = table
-    try:
-        shares = zip(np.array_split(left, processes), np.array_split(right, processes), strict=True)
-        parts = [(call, share_left, share_right) for share_left, share_right in shares]
-        levels = np.empty((len(left), len(FIELDS)), dtype=np.int8, order="F")
-        return np.concatenate(list(in_processes(_compare_share, parts)), out=levels)
-    finally:
-        del _shared_tables[call]
+    shares = zip(np.array_split(left, processes), np.array_split(right, processes), strict=True)
+    levels = np.empty((len(left), len(FIELDS)), dtype=np.int8, order="F")
+    parts = [(table, share_left, share_right) for share_left, share_right in shares]
+    return np.concatenate(list(in_processes(_compare_share, parts)), out=levels)
 
 
-def _compare_share(share: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
-    call, left, right = share
+def _compare_share(share: tuple[RecordTable, np.ndarray, np.ndarray]) -> np.ndarray:
     # Each process has a core of its own: threads of its own would only contend for it.
-    return _compare(_shared_tables[call], left, right, workers=1)
+    return _compare(*share, workers=1)
 
 
 def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray, workers: int = -1) -> np.ndarray:
