@@ -3,6 +3,8 @@
 import gc
 import json
 import multiprocessing
+import os
+import threading
 from datetime import UTC, date, datetime
 
 import pytest
@@ -18,6 +20,18 @@ def _square_all(chunk: list[int]) -> list[int]:
 def test_work_in_processes_comes_back_in_order_and_equal_to_work_done_here():
     chunks = [list(range(start, start + 7)) for start in range(0, 70, 7)]
     assert list(in_processes(_square_all, chunks)) == [_square_all(c) for c in chunks]
+
+
+def _worker_and_size(chunk: list) -> tuple[int, int]:
+    return os.getpid(), len(chunk)
+
+
+def test_workers_inherit_their_chunks_rather_than_being_sent_them():
+    # A lock cannot be pickled: a chunk holding one reaches a worker only by inheritance.
+    chunks = [[threading.Lock()], [1, 2], [3, 4, 5]]
+    done = list(in_processes(_worker_and_size, chunks))
+    assert [size for _, size in done] == [1, 2, 3]
+    assert os.getpid() not in {pid for pid, _ in done}
 
 
 def _from_a_daemon(queue) -> None:
