@@ -14,7 +14,7 @@ from hie.orgs.services import create_organization
 from matching.batch import match_batch
 from matching.blocking import blocking_keys
 from matching.csv_input import HEADER, parse_row
-from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch
+from matching.models import BlockingKey, Link, LinkState, PatientRecord, PendingMatch, ReviewCandidate, ReviewTask
 from matching.normalize import normalise
 from matching.services import DEMOGRAPHIC_COLUMNS, match_record
 from matching.synthetic import generate
@@ -51,12 +51,24 @@ def test_batch_matching_decides_as_one_by_one_matching_would():
     ids = load(rows)
     match_batch(ids)
     batch_result = partition()
+    # What each link and review candidate says of its pair (the batch writes these out in workers).
+    explained = (
+        sorted(Link.objects.values_list("record_id", "state", "score", "contributions")),
+        sorted(ReviewCandidate.objects.values_list("task__record_id", "score", "explanation"), key=str),
+    )
+    assert any(contributions for *_, contributions in explained[0])
+    assert explained[1]
 
     Link.objects.all().delete()
+    ReviewTask.objects.all().delete()
     PendingMatch.objects.bulk_create(PendingMatch(record_id=pk, since=timezone.now()) for pk in ids)
     for record_id in sorted(ids):
         match_record(record_id)
     assert partition() == batch_result
+    assert (
+        sorted(Link.objects.values_list("record_id", "state", "score", "contributions")),
+        sorted(ReviewCandidate.objects.values_list("task__record_id", "score", "explanation"), key=str),
+    ) == explained
 
 
 @pytest.mark.django_db
