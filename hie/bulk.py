@@ -148,6 +148,19 @@ def reading_cursor() -> Iterator:
         yield cursor
 
 
+def rows_of(queryset: QuerySet) -> list[tuple]:
+    """The rows of a values_list query, read in bulk: through reading_cursor on PostgreSQL (no
+    per-row conversion by Django), as Django reads them elsewhere."""
+    if connection.vendor != "postgresql":
+        return list(queryset)
+    compiled = sql_of(queryset)
+    if compiled is None:
+        return []
+    with reading_cursor() as cursor:
+        cursor.execute(*compiled)
+        return cursor.fetchall()
+
+
 def _int8s(packed: bytes | memoryview | None) -> np.ndarray:
     """The numbers of a string_agg of int8send (big-endian eight-byte integers), as int64."""
     return np.frombuffer(bytes(packed or b""), dtype=">i8").astype(np.int64)

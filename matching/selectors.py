@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 
-from hie.bulk import reading_cursor, sql_of
+from hie.bulk import rows_of
 from matching.blocking import blocking_keys, key_for, pass_of
 from matching.compare import RecordTable
 from matching.models import (
@@ -65,17 +65,12 @@ def norms_of(records: QuerySet, *fields: str) -> list[tuple]:
     """(pk, norm, *fields) of the records, in their queryset's order: the bulk read of normalised
     forms, with JSON decoded by orjson (several times faster than Django's JSONField).
 
-    On PostgreSQL the rows come from psycopg's cursor itself (hie.bulk.reading_cursor), which
+    On PostgreSQL the rows come from psycopg's cursor itself (hie.bulk.rows_of), which
     gives each column its Python type: Django's per-row conversion took as long as the query
     for a batch's 150,000 records.
     """
     if connection.vendor == "postgresql":
-        compiled = sql_of(records.values_list("pk", "norm", *fields))
-        if compiled is None:
-            return []
-        with reading_cursor() as cursor:
-            cursor.execute(*compiled)
-            return cursor.fetchall()
+        return rows_of(records.values_list("pk", "norm", *fields))
     rows = records.annotate(norm_text=Cast("norm", TextField())).values_list("pk", "norm_text", *fields)
     return [(pk, orjson.loads(norm_text), *values) for pk, norm_text, *values in rows]
 

@@ -290,3 +290,19 @@ def test_statistics_are_gathered_for_the_columns_queries_filter_on_and_not_for_j
         columns = {row[0] for row in cursor.fetchall()}
     assert {"local_id", "family_name", "birth_date", "active"} <= columns
     assert not columns & {"norm", "phones", "previous_family_names"}
+
+
+@pytest.mark.django_db
+def test_rows_read_in_bulk_are_the_rows_django_reads():
+    from hie.bulk import rows_of
+    from matching.models import Link, PatientRecord, Person
+    from tests.matching.factories import load
+
+    records = load(_rows(6))
+    person = Person.objects.create(golden={"names": []})
+    Link.objects.bulk_create(Link(record_id=pk, person=person, state="match", source="auto") for pk in records[:4])
+    query = Link.objects.filter(state="match").order_by("record_id")
+    columns = query.values_list("record__local_id", "person__euid", "record__birth_date", "person__golden", "score")
+    assert rows_of(columns) == list(columns)
+    assert len(rows_of(columns)) == 4
+    assert rows_of(PatientRecord.objects.filter(pk__in=[]).values_list("pk")) == []

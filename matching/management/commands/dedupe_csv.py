@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from hie.bulk import BULK_COMMAND_CHECKS, analyze, without_cycle_collection
+from hie.bulk import BULK_COMMAND_CHECKS, analyze, rows_of, without_cycle_collection
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations, readable_file
@@ -103,13 +103,9 @@ class Command(BaseCommand):
 
     def _write(self, path: Path, registrations: list, organizations: dict[str, Organization]) -> None:
         # A record has at most one current link: one join finds every record's person.
-        person_of = {}
-        for organization_id, local_id, euid in (
-            Link.objects.filter(state__in=CURRENT_STATES, record__organization__in=organizations.values())
-            .values_list("record__organization_id", "record__local_id", "person__euid")
-            .iterator(chunk_size=20_000)
-        ):
-            person_of[(organization_id, local_id)] = euid
+        current = Link.objects.filter(state__in=CURRENT_STATES, record__organization__in=organizations.values())
+        rows = rows_of(current.values_list("record__organization_id", "record__local_id", "person__euid"))
+        person_of = {(organization_id, local_id): euid for organization_id, local_id, euid in rows}
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["org_id", "local_id", "person_id"])
