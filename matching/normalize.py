@@ -141,38 +141,44 @@ def normalise_postal(text: str | None) -> str:
 _NON_ADDRESS = re.compile(r"[^A-Z0-9 ]")
 
 
-# A house number, then the rest of the line without digits of any script.
-_NUMBERED_LINE = re.compile(r"(\s*)([0-9]+)(\s+\D*[^\d\s]\D*)")
+# A number standing as a word of its own (between spaces or at an end of the line), and any digit.
+_WHOLE_NUMBER = re.compile(r"(?<!\S)[0-9]+(?!\S)")
+_ANY_DIGIT = re.compile(r"\d")
 _NON_ZERO_DIGIT = re.compile(r"[1-9]")
 
 
 def normalise_street(line: str) -> str:
     """The street line in USPS Publication 28 form; a line the parser cannot read is folded as it is.
 
-    Lines that differ only in the non-zero digits of their house number are parsed alike:
-    usaddress describes a number to its model by its length and trailing zeros, never by its
-    digits. So such a line is standardised as its "shape" (the number's non-zero digits as 1s:
-    "418 Alder Creek Rd" as "111 Alder Creek Rd"), once for every house on the street, and
-    given its own number back. Where the standard form does not begin with the number as it
-    went in (a numbered street given an ordinal, a number read as something else), the line
-    is standardised as it is.
+    Lines that differ only in the non-zero digits of their numbers (house and apartment) are
+    parsed alike: usaddress describes a number to its model by its length and trailing zeros,
+    never by its digits, and scourgify copies the numbers it is given. So such a line is
+    standardised as its "shape", each number's non-zero digits written as one digit of its own
+    (1 for the first number, 2 for the second: "418 Alder Creek Rd Apt 27" as "111 Alder Creek
+    Rd Apt 22"), once for every home on the street, and each number put back where its shape
+    came out. Where the standard form holds digits other than those shapes (a numbered street
+    given an ordinal, a number read as part of a word), the line is standardised as it is.
     """
     shaped = _shaped(line)
     if shaped:
-        number, shape, shaped_line = shaped
-        standard = _street(shaped_line)
-        if standard.startswith(shape + " "):
-            return number + standard[len(shape) :]
+        shapes, numbers, shaped_line = shaped
+        words = _street(shaped_line).split(" ")
+        if sorted(word for word in words if _ANY_DIGIT.search(word)) == sorted(shapes):
+            # Two numbers share a shape only if neither has a non-zero digit: they are the same.
+            number_of = dict(zip(shapes, numbers, strict=True))
+            return " ".join(number_of.get(word, word) for word in words)
     return _street(line)
 
 
-def _shaped(line: str) -> tuple[str, str, str] | None:
-    """(house number, its shape, the line with the shape for the number) of a numbered line."""
-    found = _NUMBERED_LINE.fullmatch(line) if line else None
-    if not found:
+def _shaped(line: str) -> tuple[list[str], list[str], str] | None:
+    """(the shapes, the numbers, the line with the shapes for the numbers) of a line whose digits
+    all stand in numbers of their own (at most nine of them)."""
+    numbers = _WHOLE_NUMBER.findall(line) if line else ()
+    if not numbers or len(numbers) > 9 or _ANY_DIGIT.search(_WHOLE_NUMBER.sub("", line)):
         return None
-    shape = _NON_ZERO_DIGIT.sub("1", found[2])
-    return found[2], shape, found[1] + shape + found[3]
+    shapes = [_NON_ZERO_DIGIT.sub(str(n), number) for n, number in enumerate(numbers, start=1)]
+    found = iter(shapes)
+    return shapes, numbers, _WHOLE_NUMBER.sub(lambda _: next(found), line)
 
 
 # Standard forms worked out ahead of a bulk load, for the processes that normalise it (see

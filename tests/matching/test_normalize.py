@@ -56,6 +56,9 @@ STREET_LINES = [
     "13 Calle Ñandú", "14 Straße", "15 \u0663 st", "16 - Main St", "17 & 18 Main", "19 Main St.",
     "20 Main St, Apt 3", "21 Apt", "22 Suite 100 Main", "1000 BROADWAY", "1010 BROADWAY APT 1010",
     "3 rosetta village", "407 goldsmith street", "41 kenneth close", "2 3rd ave", "205 RR 1", "PO Box 12",
+    "12 Main St Apt 34", "Apt 34 12 Main St", "Apt 12 12 Main St", "12 34 Main St", "12 34 St", "100 Main St Apt 10",
+    "0 Main St Apt 00", "00 Main St Apt 00", "7 Oak Ave Unit 7 Fl 2", "1 2 3 4 5 6 7 8 9 10 Main St", "12 Main St 34B",
+    "12 Main St # 4", "PO Box 34 RR 12", "Suite 200 500 Main", "12 Main St Apt 34-B",
 ]  # fmt: skip
 
 
@@ -67,14 +70,18 @@ def test_a_street_line_standardised_through_its_shape_is_what_scourgify_gives_th
     rng = random.Random(8)  # noqa: S311 - synthetic test values
     lines = STREET_LINES + [f"{rng.randint(1, 99999):0{rng.choice([1, 6])}d} {rest}" for rest in (
         "Alder Creek Rd", "n main street apt 4", "rosetta village", "kenneth close", "Calle Ñandú", "UN A",
-        "W Broadway", "Unit Rd", "St", "north",
+        "W Broadway", "Unit Rd", "St", "north", "Oak St Apt {}", "Apt {} Oak St", "Hwy {} Apt {}", "{} St",
     ) for _ in range(12)]  # fmt: skip
+    lines = [line.format(*(rng.randint(1, 999) for _ in range(2))) for line in lines]
     _standard_street.cache_clear()
     assert [normalise_street(line) for line in lines] == [_standard_street(line) for line in lines]
     _standard_street.cache_clear()
     assert normalise_street("418 Alder Creek Rd") == "418 ALDER CREEK RD"
     assert normalise_street("529 Alder Creek Rd") == "529 ALDER CREEK RD"
     assert _standard_street.cache_info().misses == 1, "the houses of a street are parsed once"
+    assert normalise_street("418 Alder Creek Rd Apt 27") == "418 ALDER CREEK RD APT 27"
+    assert normalise_street("529 alder creek road apt 31") == "529 ALDER CREEK RD APT 31"
+    assert _standard_street.cache_info().misses == 3, "and the apartments of a house number's length"
 
 
 def test_streets_worked_out_ahead_are_taken_as_known_within_their_block_only():
