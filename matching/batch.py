@@ -6,10 +6,9 @@ batch in a few queries and scores every pair in one vectorised pass.
 """
 
 import logging
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -64,6 +63,9 @@ class BatchOutcome:
     oversized_passes: dict = field(default_factory=dict)
 
 
+# A batch record as it is read: its id, normalised forms and the fields of its golden record.
+BatchRecord = namedtuple("BatchRecord", ("pk", "norm", *(name for name in GOLDEN_FIELDS if name != "norm")))
+
 LINK_COLUMNS = ("record_id", "person_id", "state", "source", "score", "contributions", "model_version", "updated_at")
 EVENT_COLUMNS = ("change_id", "record_id", "person_after_id", "state_before", "state_after", "source_before",
                  "source_after", "score_after", "contributions_before", "created_at")  # fmt: skip
@@ -97,20 +99,19 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
         linked_already.update(
             Link.objects.filter(record_id__in=among(part), state__in=CURRENT_STATES).values_list("record_id", flat=True)
         )
-    batch = []  # (pk, norm, the record's fields for its golden record)
-    fields = [name for name in GOLDEN_FIELDS if name != "norm"]
+    batch: list[BatchRecord] = []
     for part in _chunks(sorted(set(record_ids) - linked_already)):
         pending = PatientRecord.objects.select_for_update(of=("self",)).filter(
             pk__in=among(part), active=True, pending__isnull=False
         )
-        for pk, norm, *values in norms_of(pending.order_by("pk"), *fields):  # records are decided in id order
-            batch.append((pk, norm, {**dict(zip(fields, values, strict=True)), "norm": norm}))
+        # Records are decided in id order.
+        batch += map(BatchRecord._make, norms_of(pending.order_by("pk"), *BatchRecord._fields[2:]))
     # Records matched before (a re-registration) keep their history: the single path re-evaluates them.
     for record_id in sorted(linked_already):
         match_record(record_id)
     if not batch:
         return outcome
-    batch_ids = [pk for pk, _, _ in batch]
+    batch_ids = [record.pk for record in batch]
     # (key, record) rows: the batch's keys, then those of records already linked to a person that
     # share them. Other pending records are matched by their own task; batch records have no
     # current link yet, so the join leaves them out.
@@ -143,7 +144,7 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
 
     # One table of the batch and the known records, in id order (the order the single path
     # ranks candidates in, so equal scores are settled the same way).
-    norm_of = {pk: norm for pk, norm, _ in batch}
+    norm_of = {record.pk: record.norm for record in batch}
     norm_of.update((pk, norm) for pk, (norm, _) in known.items())
     table_ids = np.array(sorted(norm_of), dtype=np.int64)
     table = RecordTable([norm_of[pk] for pk in table_ids.tolist()])
@@ -233,11 +234,10 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     now = timezone.now()
     # Persons made in this batch hold only batch records, whose fields are in memory: each is
     # written with its golden record. Persons that existed before are refreshed at the end.
-    members: list[list[SimpleNamespace]] = [[] for _ in range(new_persons)]
-    fields_of = {pk: fields for pk, _, fields in batch}
-    for record_id, token, *_ in decisions:
+    members: list[list[BatchRecord]] = [[] for _ in range(new_persons)]
+    for record, (_, token, *_) in zip(batch, decisions, strict=True):
         if token[0] == "new":
-            members[token[1]].append(SimpleNamespace(**fields_of[record_id]))
+            members[token[1]].append(record)
     created = allocate_ids(Person, new_persons)
 
     def person_id(token: tuple) -> int:
