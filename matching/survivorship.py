@@ -21,16 +21,14 @@ def _ranked(records: list) -> list:
     )
 
 
-def _first(records: list, attribute: str) -> object:
-    return next((getattr(r, attribute) for r in records if getattr(r, attribute)), None)
-
-
 def build_golden_record(records: list) -> dict:
     """`records` are PatientRecords, or any objects with their attributes (rows read in bulk)."""
-    ranked = _ranked([r for r in records if r.active])
-    if not ranked:
+    active = [r for r in records if r.active]
+    if not active:
         return {}
+    ranked = _ranked(active) if len(active) > 1 else active
     names = []
+    sex = birth_date = address_record = None
     for r in ranked:
         name = {"given": r.given_name, "middle": r.middle_name, "family": r.family_name, "suffix": r.suffix}
         if (r.given_name or r.family_name) and name not in names:
@@ -39,12 +37,20 @@ def build_golden_record(records: list) -> dict:
             old = {**name, "family": previous, "use": "old"}
             if old not in names:
                 names.append(old)
-    sex = next((r.sex for r in ranked if r.sex and r.sex != "unknown"), "unknown")
-    birth_date = _first(ranked, "birth_date")
-    address_record = next((r for r in ranked if r.address_line or r.city or r.postal_code), None)
+        # Each single value from the first ranked record that has it.
+        if sex is None and r.sex and r.sex != "unknown":
+            sex = r.sex
+        if birth_date is None and r.birth_date:
+            birth_date = r.birth_date
+        if address_record is None and (r.address_line or r.city or r.postal_code):
+            address_record = r
+    identifiers = [{"organization": r.organization_id, "system": r.identifier_system, "value": r.local_id}
+                   for r in ranked]  # fmt: skip
+    if len(identifiers) > 1:
+        identifiers.sort(key=lambda i: (i["system"], i["value"]))
     return {
         "names": names,
-        "sex": sex,
+        "sex": sex or "unknown",
         "birth_date": birth_date.isoformat() if birth_date else None,
         "phones": sorted({p for r in ranked for p in r.norm.get("phones", [])}),
         "emails": sorted({r.norm["email"] for r in ranked if r.norm.get("email")}),
@@ -56,8 +62,5 @@ def build_golden_record(records: list) -> dict:
         }
         if address_record
         else None,
-        "identifiers": sorted(
-            ({"organization": r.organization_id, "system": r.identifier_system, "value": r.local_id} for r in ranked),
-            key=lambda i: (i["system"], i["value"]),
-        ),
+        "identifiers": identifiers,
     }
