@@ -10,6 +10,7 @@ import gc
 import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -17,7 +18,7 @@ import numpy as np
 import orjson
 from django.core.checks import Tags
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import DateField, DateTimeField, JSONField, Model, QuerySet
 from django.db.models.expressions import RawSQL
 from psycopg.types.datetime import TimestamptzLoader
@@ -324,6 +325,40 @@ def analyze(*models: type[Model], vacuum: Collection[type[Model]] = ()) -> None:
                 if field.column and not isinstance(field, JSONField)
             )
             cursor.execute(f"{command} {table} ({columns})")
+
+
+@contextmanager
+def alongside(work: Callable[[], object]) -> Iterator[None]:
+    """`work` done on a connection of its own while the block runs, and finished when it ends.
+
+    For server work the next step does not wait on, such as the statistics of a bulk load
+    (analyze) while the model trains: the server does it on one core while this process works
+    on the other. Its connection sees what has been committed, so inside a transaction, and
+    on SQLite (one writer at a time), the work is done first. An error in `work` is raised
+    when the block ends.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        work()
+        yield
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+        finally:
+            connections.close_all()  # this thread's connection
+
+    thread = threading.Thread(target=run, name="alongside")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def processes_available() -> int:

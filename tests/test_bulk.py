@@ -306,3 +306,64 @@ def test_rows_read_in_bulk_are_the_rows_django_reads():
     assert rows_of(columns) == list(columns)
     assert len(rows_of(columns)) == 4
     assert rows_of(PatientRecord.objects.filter(pk__in=[]).values_list("pk")) == []
+
+
+def _alongside_on_postgresql() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("work is done alongside on PostgreSQL only; SQLite has one writer at a time")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_work_alongside_runs_on_its_own_connection_while_the_block_runs():
+    from django.db import connection
+
+    from hie.bulk import alongside
+
+    _alongside_on_postgresql()
+    started, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def work() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            seen["backend"] = cursor.fetchone()[0]
+        started.set()
+        release.wait(10)
+        seen["done"] = True
+
+    with alongside(work):
+        assert started.wait(10), "the work runs while the block does"
+        assert "done" not in seen
+        release.set()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            assert cursor.fetchone()[0] != seen["backend"]
+    assert seen["done"], "the block ends when the work has"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_of_the_work_alongside_is_raised_when_the_block_ends():
+    from hie.bulk import alongside
+
+    _alongside_on_postgresql()
+
+    def work() -> None:
+        raise ValueError("statistics failed")
+
+    reached = []
+    with pytest.raises(ValueError, match="statistics failed"), alongside(work):
+        reached.append(True)
+    assert reached == [True]
+
+
+@pytest.mark.django_db
+def test_inside_a_transaction_the_work_alongside_is_done_first():
+    # Another connection would not see the transaction's rows, and could wait on its locks.
+    from hie.bulk import alongside
+
+    order = []
+    with alongside(lambda: order.append(threading.current_thread())):
+        order.append("block")
+    assert order == [threading.current_thread(), "block"]
