@@ -116,9 +116,10 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
     # share them. Other pending records are matched by their own task; batch records have no
     # current link yet, so the join leaves them out.
     block_rows = [_keys_of(part) for part in _chunks(batch_ids, 20_000)]
-    keys = distinct(np.concatenate(block_rows)[:, 0]).tolist()
+    keys = distinct(np.concatenate(block_rows)[:, 0])
     lock_blocking_keys(keys)
     if Link.objects.filter(state__in=CONFIRMED).exists():
+        keys = keys.tolist()
         block_rows += [
             bigint_rows(
                 BlockingKey.objects.filter(key__in=among(part), record__links__state__in=CONFIRMED).values_list(

@@ -10,7 +10,10 @@ matchers never wait on each other in a cycle.
 
 import hashlib
 
+import numpy as np
 from django.db import connection
+
+from matching.arrays import distinct
 
 LOCK_BUCKETS = 4096
 LOCK_NAMESPACE = 0x4D5049 << 32  # "MPI": keeps these ids apart from other advisory lock users
@@ -23,11 +26,19 @@ def _bucket(key: int | str) -> int:
     return LOCK_NAMESPACE | (key % LOCK_BUCKETS)
 
 
-def lock_blocking_keys(keys: list[int] | list[str]) -> None:
+def buckets_of(keys: list[int] | list[str] | np.ndarray) -> list[int]:
+    """The lock ids of some keys, sorted and each once (a batch gives its keys as an int64 array:
+    bucketed at once, not one by one)."""
+    if isinstance(keys, np.ndarray):
+        return distinct(LOCK_NAMESPACE | (keys.astype(np.int64) % LOCK_BUCKETS)).tolist()
+    return sorted({_bucket(key) for key in keys})
+
+
+def lock_blocking_keys(keys: list[int] | list[str] | np.ndarray) -> None:
     if connection.vendor != "postgresql":
         # SQLite: the IMMEDIATE transaction already holds the database-wide write lock.
         return
-    buckets = sorted({_bucket(key) for key in keys})
+    buckets = buckets_of(keys)
     if buckets:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(id) FROM unnest(%s::bigint[]) AS id ORDER BY id", [buckets])

@@ -367,3 +367,17 @@ def test_inside_a_transaction_the_work_alongside_is_done_first():
     with alongside(lambda: order.append(threading.current_thread())):
         order.append("block")
     assert order == [threading.current_thread(), "block"]
+
+
+@pytest.mark.django_db
+def test_many_ids_or_keys_are_looked_up_as_one_parameter_with_every_value():
+    from hie.bulk import among
+    from matching.models import PatientRecord
+    from tests.matching.factories import organization, register
+
+    member = organization()
+    ids = [register(member, f"A{n}").record.pk for n in range(3)]
+    wanted = [*ids[:2], max(ids) + 10**12]
+    assert sorted(PatientRecord.objects.filter(pk__in=among(wanted)).values_list("pk", flat=True)) == ids[:2]
+    assert PatientRecord.objects.filter(local_id__in=among(["A1", "A'2", "{A2}"])).count() == 1
+    assert list(PatientRecord.objects.filter(pk__in=among([]))) == []

@@ -100,3 +100,14 @@ def test_a_batch_reads_the_keys_of_its_records_alone_whether_their_ids_are_close
         expected = sorted(BlockingKey.objects.filter(record_id__in=chosen).values_list("key", "record_id"))
         assert expected
         assert sorted(map(tuple, _keys_of(chosen).tolist())) == expected
+
+
+def test_a_batch_locks_the_buckets_its_records_would_lock_one_by_one():
+    from matching.blocking import PASSES, key_for
+    from matching.locks import LOCK_BUCKETS, buckets_of
+
+    keys = [key_for(name, f"value {n}") for n in range(3000) for name in PASSES]
+    buckets = buckets_of(np.array(keys, dtype=np.int64))
+    assert buckets == buckets_of(keys) == sorted(set(buckets_of(keys[:5000])) | set(buckets_of(keys[5000:])))
+    assert len(buckets) <= LOCK_BUCKETS
+    assert buckets_of(["hl7-inbox:1"]) == buckets_of(["hl7-inbox:1", "hl7-inbox:1"]) != buckets_of(["hl7-inbox:2"])
