@@ -255,8 +255,9 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
 
         change = LinkChange.objects.create(kind=ChangeKind.AUTO_MATCH, reason=f"batch of {len(batch_ids)}")
         links, events, reviews = [], [], []
+        explained = iter(scorer.explain_all(scored, [pair for _, _, _, pair, _, _ in decisions if pair is not None]))
         for record_id, token, state, pair, score, ranked in decisions:
-            explanation = scorer.explain(scored, pair) if pair is not None else {}
+            explanation = next(explained) if pair is not None else {}
             person = person_id(token)
             links.append((record_id, person, state, LinkSource.AUTO, score, explanation, scorer.version, now))
             events.append((change.pk, record_id, person, "", state, "", LinkSource.AUTO, score, {}, now))
@@ -273,13 +274,16 @@ def match_batch(record_ids: list[int]) -> BatchOutcome:
                 for task_id, (record_id, score, _) in zip(task_ids, reviews, strict=True)
             ),
         )  # fmt: skip
+        candidates = [(task_id, token, i, probability)
+                      for task_id, (_, _, ranked) in zip(task_ids, reviews, strict=True)
+                      for token, i, probability in ranked]  # fmt: skip
+        explanations = scorer.explain_all(scored, [i for _, _, i, _ in candidates])
         insert_rows(
             ReviewCandidate,
             ("task_id", "person_id", "score", "explanation"),
             (
-                (task_id, person_id(token), probability, scorer.explain(scored, i))
-                for task_id, (_, _, ranked) in zip(task_ids, reviews, strict=True)
-                for token, i, probability in ranked
+                (task_id, person_id(token), probability, explanation)
+                for (task_id, token, _, probability), explanation in zip(candidates, explanations, strict=True)
             ),
         )
     matched(batch_ids)
