@@ -1,6 +1,7 @@
 """The batch entry points: import_patients and dedupe_csv, and batch matching equal to one-by-one."""
 
 import csv
+import json
 from collections import Counter
 from datetime import date
 
@@ -85,13 +86,19 @@ def test_a_load_normalised_in_worker_processes_stores_what_normalising_here_give
 def test_dedupe_csv_finds_the_people_and_keeps_twins_and_generations_apart(tmp_path):
     population = generate(400, seed=21, twin_share=0.05, generation_share=0.05)
     write_csv(tmp_path / "in.csv", population.rows)
-    call_command("dedupe_csv", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv"))
+    call_command(
+        "dedupe_csv", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv"), "--stats", str(tmp_path / "s.json")
+    )
     with open(tmp_path / "out.csv") as handle:
         out = {(r["org_id"], r["local_id"]): r["person_id"] for r in csv.DictReader(handle)}
     truth = {(r["org_id"], r["local_id"]): r["true_person"] for r in population.rows}
     assert out.keys() == truth.keys()
     assert all(out.values())
     assert pairwise_f1(truth, out) > 0.95
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert (stats["records"], stats["persons"]) == (len(out), len(set(out.values())))
+    assert stats["in_review"] == Link.objects.filter(state=LinkState.POSSIBLE_MATCH).count() > 0
+    assert set(stats["timings"]) == {"load", "train", "match", "write"}
     # A provisional link waits for a person's review; a confirmed (MATCH) link is a merge.
     confirmed = dict(Link.objects.filter(state=LinkState.MATCH).values_list("record__local_id", "person_id"))
     persons_of: dict = {}

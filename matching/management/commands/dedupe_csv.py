@@ -18,7 +18,7 @@ from hie.bulk import BULK_COMMAND_CHECKS, alongside, analyze, rows_of, without_c
 from hie.orgs.models import Organization
 from hie.orgs.services import create_organization
 from matching.csv_input import read_registrations, readable_file
-from matching.models import Link, LinkState, PatientRecord, PendingMatch, Person, Source, TrainingRun
+from matching.models import Link, LinkState, PendingMatch, Person, Source, TrainingRun
 from matching.selectors import CURRENT_STATES
 from matching.services import NewRegistration, analyze_registrations, register_records_bulk
 from matching.tasks import match_batch_signature
@@ -73,21 +73,13 @@ class Command(BaseCommand):
         timings["match"] = time.monotonic() - mark
 
         mark = time.monotonic()
-        self._write(options["out"], registrations, organizations)
+        persons, in_review = self._write(options["out"], registrations, organizations)
         timings["write"] = time.monotonic() - mark
         summary = " ".join(f"{step}={seconds:.1f}s" for step, seconds in timings.items())
         self.stderr.write(f"{len(ids)} records, {summary}, total={time.monotonic() - started:.1f}s")
         if options["stats"]:
-            records = PatientRecord.objects.filter(organization__in=organizations.values())
             options["stats"].write_text(
-                json.dumps(
-                    {
-                        "records": len(ids),
-                        "persons": records.values("links__person").distinct().count(),
-                        "in_review": records.filter(links__state=LinkState.POSSIBLE_MATCH).count(),
-                        "timings": timings,
-                    }
-                )
+                json.dumps({"records": len(ids), "persons": persons, "in_review": in_review, "timings": timings})
             )
 
     def _system(self, org_id: str) -> str:
@@ -102,13 +94,15 @@ class Command(BaseCommand):
         while PendingMatch.objects.filter(record__organization__in=organizations).exists():
             time.sleep(1)
 
-    def _write(self, path: Path, registrations: list, organizations: dict[str, Organization]) -> None:
+    def _write(self, path: Path, registrations: list, organizations: dict[str, Organization]) -> tuple[int, int]:
+        """Write the output; (how many persons the rows are linked to, how many rows wait for review)."""
         # A record has at most one current link: one join finds every record's person.
         current = Link.objects.filter(state__in=CURRENT_STATES, record__organization__in=organizations.values())
-        rows = rows_of(current.values_list("record__organization_id", "record__local_id", "person__euid"))
-        person_of = {(organization_id, local_id): euid for organization_id, local_id, euid in rows}
+        rows = rows_of(current.values_list("record__organization_id", "record__local_id", "person__euid", "state"))
+        person_of = {(organization_id, local_id): euid for organization_id, local_id, euid, _ in rows}
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["org_id", "local_id", "person_id"])
             for r in registrations:
                 writer.writerow([r.org_id, r.local_id, person_of.get((organizations[r.org_id].pk, r.local_id)) or ""])
+        return len(set(person_of.values())), sum(state == LinkState.POSSIBLE_MATCH for *_, state in rows)
