@@ -8,7 +8,7 @@ Jr/Sr pairs are never linked automatically.
 """
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -121,9 +121,11 @@ def grade(probability: float) -> str:
 @dataclass
 class ScoredPairs:
     levels: np.ndarray  # (pairs, fields) agreement levels
-    weights: np.ndarray  # (pairs, fields) log2 Bayes factors; 0 where a side is missing
     probability: np.ndarray  # (pairs,) after rules
     rules: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit i set: RULES[i] applied
+    # The weights (log2 Bayes factors, 0 where a side is missing) of some pairs, shape (pairs,
+    # fields): worked out again for the few pairs explained, not kept for millions.
+    weights_of: Callable[[list[int]], np.ndarray] = lambda pairs: np.zeros((len(pairs), len(FIELDS)))
 
     @cached_property
     def probabilities(self) -> list[float]:
@@ -169,25 +171,39 @@ class Scorer:
         m_exact = self.parameters["m"][field_name][-1]
         return np.log2(m_exact / tf)
 
-    def weigh(self, table: RecordTable, left: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        weights = np.zeros(levels.shape, dtype=float, order="F")  # filled a field at a time
+    def _field_weights(self, table: RecordTable, left: np.ndarray, levels: np.ndarray) -> Iterator[np.ndarray]:
+        """Each field's weights for the pairs, a field at a time."""
         for i, table_of_field in enumerate(self.tables):
-            weights[:, i] = table_of_field[levels[:, i]]
-        if self.tf_floor:
-            for name in TF_FIELDS:
-                col = FIELD_INDEX[name]
-                exact = np.flatnonzero(levels[:, col] == len(FIELDS[col].levels) - 1)
+            weights = table_of_field[levels[:, i]]
+            if self.tf_floor and FIELDS[i].name in TF_FIELDS:
+                exact = np.flatnonzero(levels[:, i] == len(FIELDS[i].levels) - 1)
                 if len(exact):
-                    weights[exact, col] = self._tf_weights(table, name, np.asarray(left)[exact])
+                    weights[exact] = self._tf_weights(table, FIELDS[i].name, np.asarray(left)[exact])
+            yield weights
+
+    def weigh(self, table: RecordTable, left: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The weights of the pairs, shape (pairs, fields)."""
+        weights = np.zeros(levels.shape, dtype=float, order="F")
+        for i, field_weights in enumerate(self._field_weights(table, left, levels)):
+            weights[:, i] = field_weights
         return weights
 
     def score(self, table: RecordTable, left: np.ndarray, right: np.ndarray) -> ScoredPairs:
         levels = compare(table, left, right)
-        weights = self.weigh(table, left, levels)
-        total = self.prior_weight + weights.sum(axis=1)
+        # The fields' weights are added up as they come, in field order (the order a sum over a
+        # pair's row of weights takes): a batch's millions of pairs never hold them all at once.
+        total = None
+        for field_weights in self._field_weights(table, left, levels):
+            total = field_weights if total is None else np.add(total, field_weights, out=total)
+        total = self.prior_weight + (total if total is not None else np.zeros(len(levels)))
         probability = 1.0 / (1.0 + np.exp2(-np.clip(total, -60, 60)))
         probability, rules = apply_rules(levels, probability)
-        return ScoredPairs(levels=levels, weights=weights, probability=probability, rules=rules)
+        left = np.asarray(left)
+
+        def weights_of(pairs: list[int]) -> np.ndarray:
+            return self.weigh(table, left[pairs], levels[pairs])
+
+        return ScoredPairs(levels=levels, probability=probability, rules=rules, weights_of=weights_of)
 
     def explain(self, scored: ScoredPairs, i: int) -> dict:
         """What each field contributed to pair i, for reviewers and for the stored link."""
@@ -197,7 +213,7 @@ class Scorer:
         """explain() of each of these pairs, their rows taken from the arrays at once (a batch
         explains tens of thousands)."""
         prior_weight = round(self.prior_weight, 2)
-        rows = zip(scored.levels[pairs].tolist(), scored.weights[pairs].tolist(),
+        rows = zip(scored.levels[pairs].tolist(), scored.weights_of(pairs).tolist(),
                    scored.probability[pairs].tolist(), pairs, strict=True)  # fmt: skip
         return [
             {

@@ -125,14 +125,16 @@ def test_rare_surname_agreement_weighs_more_than_a_common_one():
                          normalise(family_name="Oyelaran"), normalise(family_name="Oyelaran")])  # fmt: skip
     scored = scorer.score(table, np.array([0, 2]), np.array([1, 3]))
     family = [f.name for f in FIELDS].index("family")
-    assert scored.weights[1, family] > scored.weights[0, family] + 5
+    weights = scored.weights_of([0, 1])
+    assert weights[1, family] > weights[0, family] + 5
+    assert (weights == scorer.weigh(table, np.array([0, 2]), scored.levels)).all()
 
 
 def _scored(probabilities: list[float], conflicting: tuple[int, ...] = ()) -> ScoredPairs:
     rules = np.zeros(len(probabilities), np.int64)
     rules[list(conflicting)] = 1 << RULES.index(RULE_SSN_CONFLICT)
     empty = np.zeros((len(probabilities), len(FIELDS)))
-    return ScoredPairs(levels=empty, weights=empty, probability=np.array(probabilities), rules=rules)
+    return ScoredPairs(levels=empty, probability=np.array(probabilities), rules=rules)
 
 
 def test_of_persons_with_equal_scores_the_one_whose_best_pair_comes_first_ranks_first():
