@@ -19,7 +19,7 @@ PASSES = (
     "phone",  # any phone, E.164
     "email",
     "dob",  # birth date with day and month in sorted order: also finds day/month transpositions
-    "fam_year",  # phonetic family name + birth year
+    "fam_year",  # phonetic family name + birth year + first letter of the given name
     "fam_given",  # phonetic family name + nickname root of the given name (birth date typos)
     "given_postal",  # phonetic given name + postal code (family name changes)
     "addr",  # street line + postal code (household, with the name comparison deciding)
@@ -56,11 +56,12 @@ def blocking_keys(norm: dict, passes: Collection[str] = PASSES) -> list[int]:
     values += [("phone", phone) for phone in norm.get("phones") or ()]
     values += [("email", norm.get("email")), ("dob", _dob_sorted(norm.get("birth_date", "")))]
     year = norm.get("birth_date", "")[:4]
+    initial = (norm.get("given") or "")[:1]
     group = norm.get("given_group") or ()
     for code in (norm.get("family_sx"), norm.get("family_sx_last")):
         if code:
             if year:
-                values.append(("fam_year", f"{code}|{year}"))
+                values.append(("fam_year", f"{code}|{year}|{initial}"))
             values += [("fam_given", f"{code}|{name}") for name in group]
     postal = norm.get("postal")
     if postal:

@@ -2,12 +2,13 @@
 
 import itertools
 from datetime import date
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from matching.blocking import PASSES, block_pairs, candidate_pairs, key_for, pass_of
+from matching.blocking import PASSES, block_pairs, blocking_keys, candidate_pairs, key_for, pass_of
 
 
 def _brute_force(keys, positions, ranks, decides, cap):
@@ -111,3 +112,50 @@ def test_a_batch_locks_the_buckets_its_records_would_lock_one_by_one():
     assert buckets == buckets_of(keys) == sorted(set(buckets_of(keys[:5000])) | set(buckets_of(keys[5000:])))
     assert len(buckets) <= LOCK_BUCKETS
     assert buckets_of(["hl7-inbox:1"]) == buckets_of(["hl7-inbox:1", "hl7-inbox:1"]) != buckets_of(["hl7-inbox:2"])
+
+
+def test_a_family_name_and_birth_year_block_also_takes_the_given_names_first_letter():
+    from matching.normalize import normalise
+
+    def family_year(**fields: object) -> set[int]:
+        return set(blocking_keys(normalise(family_name="Quintanilla", birth_date=date(1984, 7, 19), **fields),
+                                 passes={"fam_year"}))  # fmt: skip
+
+    marisol = family_year(given_name="Marisol")
+    assert len(marisol) == 1
+    assert family_year(given_name="Mrisol") == marisol, "a misspelt given name keeps its first letter"
+    assert family_year(given_name="Lucia").isdisjoint(marisol)
+    assert family_year(given_name="") == family_year(given_name="") != marisol
+
+
+@pytest.mark.django_db
+def test_the_family_year_migration_files_each_record_as_the_pass_does_and_back_as_it_did():
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    from matching.blocking import pass_range
+    from matching.models import BlockingKey, PatientRecord
+    from tests.matching.factories import organization, register
+
+    migration = importlib.import_module("matching.migrations.0009_family_year_keys_with_given_initial")
+    member = organization()
+    for given, family in (("Marisol", "Quintanilla"), ("Lucia", "Quintanilla-Ruiz"), ("", "Oyelaran")):
+        register(member, given_name=given, family_name=family)
+    editor = SimpleNamespace(connection=connection)
+
+    def filed() -> set[tuple[int, int]]:
+        low, high = pass_range("fam_year")
+        return set(BlockingKey.objects.filter(key__gte=low, key__lt=high).values_list("record_id", "key"))
+
+    now = {(r.pk, key) for r in PatientRecord.objects.all() for key in blocking_keys(r.norm, passes={"fam_year"})}
+    assert filed() == now
+    assert len(now) == 4
+    migration.without_given_initial(apps, editor)
+    before = filed()
+    assert len(before) == 4
+    assert before.isdisjoint(now)
+    assert {pass_of(key) for _, key in before} == {"fam_year"}
+    migration.with_given_initial(apps, editor)
+    assert filed() == now
