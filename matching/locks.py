@@ -19,19 +19,18 @@ LOCK_BUCKETS = 4096
 LOCK_NAMESPACE = 0x4D5049 << 32  # "MPI": keeps these ids apart from other advisory lock users
 
 
-def _bucket(key: int | str) -> int:
-    """A blocking key (an integer whose low bits are already a hash) or any other name."""
+def _as_integer(key: int | str) -> int:
+    """A blocking key as it is (an integer whose low bits are already a hash); any other name hashed."""
     if isinstance(key, str):
-        key = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
-    return LOCK_NAMESPACE | (key % LOCK_BUCKETS)
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
+    return key
 
 
 def buckets_of(keys: list[int] | list[str] | np.ndarray) -> list[int]:
-    """The lock ids of some keys, sorted and each once (a batch gives its keys as an int64 array:
-    bucketed at once, not one by one)."""
-    if isinstance(keys, np.ndarray):
-        return distinct(LOCK_NAMESPACE | (keys.astype(np.int64) % LOCK_BUCKETS)).tolist()
-    return sorted({_bucket(key) for key in keys})
+    """The lock ids of some keys, sorted and each once (a batch gives its keys as an int64 array)."""
+    if not isinstance(keys, np.ndarray):
+        keys = np.array([_as_integer(key) for key in keys], dtype=np.int64)
+    return distinct(LOCK_NAMESPACE | (keys.astype(np.int64) % LOCK_BUCKETS)).tolist()
 
 
 def lock_blocking_keys(keys: list[int] | list[str] | np.ndarray) -> None:

@@ -122,10 +122,10 @@ def grade(probability: float) -> str:
 class ScoredPairs:
     levels: np.ndarray  # (pairs, fields) agreement levels
     probability: np.ndarray  # (pairs,) after rules
-    rules: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit i set: RULES[i] applied
     # The weights (log2 Bayes factors, 0 where a side is missing) of some pairs, shape (pairs,
     # fields): worked out again for the few pairs explained, not kept for millions.
-    weights_of: Callable[[list[int]], np.ndarray] = lambda pairs: np.zeros((len(pairs), len(FIELDS)))
+    weights_of: Callable[[list[int]], np.ndarray]
+    rules: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit i set: RULES[i] applied
 
     @cached_property
     def probabilities(self) -> list[float]:
@@ -192,10 +192,11 @@ class Scorer:
         levels = compare(table, left, right)
         # The fields' weights are added up as they come, in field order (the order a sum over a
         # pair's row of weights takes): a batch's millions of pairs never hold them all at once.
-        total = None
-        for field_weights in self._field_weights(table, left, levels):
-            total = field_weights if total is None else np.add(total, field_weights, out=total)
-        total = self.prior_weight + (total if total is not None else np.zeros(len(levels)))
+        weights = self._field_weights(table, left, levels)
+        total = next(weights)  # a new array: summed into in place
+        for field_weights in weights:
+            total += field_weights
+        total = self.prior_weight + total
         probability = 1.0 / (1.0 + np.exp2(-np.clip(total, -60, 60)))
         probability, rules = apply_rules(levels, probability)
         left = np.asarray(left)

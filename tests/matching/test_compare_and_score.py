@@ -134,7 +134,9 @@ def _scored(probabilities: list[float], conflicting: tuple[int, ...] = ()) -> Sc
     rules = np.zeros(len(probabilities), np.int64)
     rules[list(conflicting)] = 1 << RULES.index(RULE_SSN_CONFLICT)
     empty = np.zeros((len(probabilities), len(FIELDS)))
-    return ScoredPairs(levels=empty, probability=np.array(probabilities), rules=rules)
+    return ScoredPairs(
+        levels=empty, probability=np.array(probabilities), weights_of=lambda pairs: empty[pairs], rules=rules
+    )
 
 
 def test_of_persons_with_equal_scores_the_one_whose_best_pair_comes_first_ranks_first():
