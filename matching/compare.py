@@ -6,6 +6,8 @@ function serves one incoming record against its candidates and a whole batch of 
 Level 0 is "different", higher levels agree more strongly, MISSING means a side is empty.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -14,7 +16,6 @@ import pandas as pd
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.process import cpdist
 
-from hie.bulk import in_processes, processes_available
 from matching.arrays import distinct, members
 
 MISSING = -1
@@ -329,32 +330,39 @@ def _address(p: _Pairs) -> np.ndarray:
     return np.where(line_missing & postal_missing & city_missing, MISSING, level)
 
 
-# From this many pairs on, a comparison is split between processes (one per core): a batch's
-# millions of pairs take seconds of numpy on one core, where forking costs a fraction of one.
-PAIRS_PER_PROCESS = 500_000
+# A large set of pairs is compared in shares of at most this many, by threads (one per core):
+# a batch's millions of pairs take seconds of numpy on one core, and shares of this size keep
+# its scratch arrays small (all at once, they held 230 MB more at the peak).
+PAIRS_PER_SHARE = 250_000
 
 
 def compare(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Agreement levels, shape (pairs, fields), for the pairs (left[i], right[i]) of the table.
 
     Each pair's levels depend on its two records alone, so a large set of pairs is cut into
-    shares compared by forked processes (which inherit the table and their share) and put back
-    in order.
+    shares compared by threads and put back in order. The work is numpy's and rapidfuzz's,
+    which let go of the interpreter lock for it. (Forked processes did it a third slower for a
+    batch's 2.8 million pairs: forking a process that holds a batch in memory, and copying the
+    pages that the children then touch, cost the kernel nearly as much time as the comparing
+    cost the children; and a Celery worker may not fork at all.)
     """
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
-    processes = min(processes_available(), len(left) // PAIRS_PER_PROCESS)
-    if processes < 2:
+    shares = -(-len(left) // PAIRS_PER_SHARE)
+    threads = min(os.cpu_count() or 1, shares)
+    if threads < 2:
         return _compare(table, left, right)
-    shares = zip(np.array_split(left, processes), np.array_split(right, processes), strict=True)
+    bounds = np.linspace(0, len(left), shares + 1).astype(np.int64).tolist()
     levels = np.empty((len(left), len(FIELDS)), dtype=np.int8, order="F")
-    parts = [(table, share_left, share_right) for share_left, share_right in shares]
-    return np.concatenate(list(in_processes(_compare_share, parts)), out=levels)
 
+    def share(n: int) -> None:
+        start, end = bounds[n], bounds[n + 1]
+        # Each thread has a core of its own: threads of its own for similarities would contend.
+        levels[start:end] = _compare(table, left[start:end], right[start:end], workers=1)
 
-def _compare_share(share: tuple[RecordTable, np.ndarray, np.ndarray]) -> np.ndarray:
-    # Each process has a core of its own: threads of its own would only contend for it.
-    return _compare(*share, workers=1)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(share, range(shares)))  # list(): a thread's error is raised here
+    return levels
 
 
 def _compare(table: RecordTable, left: np.ndarray, right: np.ndarray, workers: int = -1) -> np.ndarray:

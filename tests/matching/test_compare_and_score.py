@@ -193,7 +193,7 @@ def test_one_edit_apart_agrees_with_the_edit_distance_on_random_identifiers():
     assert 300 < sum(expected) < len(expected)
 
 
-def test_a_large_set_of_pairs_compared_in_processes_gives_the_levels_of_one_process(monkeypatch):
+def test_a_large_set_of_pairs_compared_in_shares_gives_the_levels_of_one_share(monkeypatch):
     import matching.compare
     from matching.compare import _compare
     from matching.csv_input import parse_row
@@ -205,9 +205,19 @@ def test_a_large_set_of_pairs_compared_in_processes_gives_the_levels_of_one_proc
     left = rng.integers(0, len(rows), 5000)
     right = rng.integers(0, len(rows), 5000)
     here = _compare(table, left, right)
-    monkeypatch.setattr(matching.compare, "PAIRS_PER_PROCESS", 1000)
+    shares = []
+
+    def counted(table, left, right, workers=-1):
+        shares.append(len(left))
+        return _compare(table, left, right, workers)
+
+    monkeypatch.setattr(matching.compare, "PAIRS_PER_SHARE", 1000)
+    monkeypatch.setattr(matching.compare, "_compare", counted)
+    monkeypatch.setattr(matching.compare.os, "cpu_count", lambda: 2)
     spread = compare(table, left, right)
+    assert shares == [1000] * 5, "five shares of at most 1,000 pairs"
     assert spread.dtype == here.dtype
+    assert spread.flags.f_contiguous, "levels lie field by field"
     assert np.array_equal(spread, here)
     assert len(np.unique(here, axis=0)) > 50, "the pairs cover many patterns"
 
