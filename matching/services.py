@@ -241,15 +241,19 @@ def register_records_bulk(registrations: list[NewRegistration], *, source: Sourc
     """
     for organization, identifier_system in {(r.organization, r.identifier_system) for r in registrations}:
         check_namespace(organization, identifier_system)
+    # Which of them are stored already: none where their identifier systems have no record yet
+    # (a first load), which one query tells.
+    systems = {r.identifier_system for r in registrations}
     existing = set()
-    for start in range(0, len(registrations), chunk):
-        part = registrations[start : start + chunk]
-        existing.update(
-            PatientRecord.objects.filter(
-                identifier_system__in={r.identifier_system for r in part},
-                local_id__in=among([r.local_id for r in part]),
-            ).values_list("organization_id", "identifier_system", "local_id")
-        )
+    if PatientRecord.objects.filter(identifier_system__in=systems).exists():
+        for start in range(0, len(registrations), chunk):
+            part = registrations[start : start + chunk]
+            existing.update(
+                PatientRecord.objects.filter(
+                    identifier_system__in={r.identifier_system for r in part},
+                    local_id__in=among([r.local_id for r in part]),
+                ).values_list("organization_id", "identifier_system", "local_id")
+            )
     ids: list[int] = []
     fresh = []
     for r in registrations:

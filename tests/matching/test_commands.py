@@ -205,6 +205,20 @@ def test_a_later_batch_links_to_persons_already_in_the_index():
 
 
 @pytest.mark.django_db
+def test_a_load_that_repeats_stored_records_updates_them_and_adds_the_others():
+    rows = generate(40, seed=23).rows
+    first_ids = load(rows[:30])
+    repeated = [{**row, "family_name": "Zabriskie"} for row in rows[20:30]]
+    later_ids = load(repeated + rows[30:])
+    stored = {r.local_id: r for r in PatientRecord.objects.all()}
+    assert len(stored) == len(rows), "a repeated record is not stored twice"
+    assert later_ids[:10] == first_ids[20:30], "a repeated record keeps its id"
+    assert all(stored[row["local_id"]].family_name == "Zabriskie" for row in repeated)
+    assert all(stored[row["local_id"]].version == 2 for row in repeated)
+    assert all(stored[row["local_id"]].version == 1 for row in rows[:20] + rows[30:])
+
+
+@pytest.mark.django_db
 def test_batch_golden_records_equal_a_fresh_recomputation():
     from matching.models import Person
     from matching.services import refresh_golden_records
