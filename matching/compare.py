@@ -108,6 +108,7 @@ class RecordTable:
         self.given_as_family = _codes_in(self.given_uniques, self.family_uniques)[self.given_code]
         self.family_as_given = _codes_in(self.family_uniques, self.given_uniques)[self.family_code]
         self.nickname_pairs = self._nickname_pairs([n.get("given_group") or [] for n in norms])
+        self.ssn_bytes, self.ssn_lengths = _byte_rows(self.ssn_uniques)
 
     def _nickname_pairs(self, groups: list[list[str]]) -> np.ndarray:
         """Codes (a * size + b) of given-name pairs where one name is in the other's nickname group."""
@@ -125,6 +126,15 @@ class RecordTable:
                     pairs += [code * len(uniques) + other_code, other_code * len(uniques) + code]
         self.given_codebook = len(uniques)
         return distinct(np.array(pairs, dtype=np.int64))
+
+
+def _byte_rows(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values as rows of bytes (uint8, one row per value, zero-padded) and their
+    lengths, -1 where a value is not ASCII (its bytes would not stand for its characters)."""
+    lengths = np.fromiter((len(u) if u.isascii() else -1 for u in uniques), dtype=np.int64, count=len(uniques))
+    width = max(int(lengths.max()) if len(lengths) else 0, 2)
+    rows = np.array([u.encode() if u.isascii() else b"" for u in uniques], dtype=f"S{width}")
+    return rows.view(np.uint8).reshape(len(uniques), width), lengths
 
 
 def _text_columns(norms: list[dict], names: tuple[str, ...]) -> list[tuple | list]:
@@ -272,12 +282,9 @@ def _one_edit_apart(p: _Pairs, name: str, where: np.ndarray) -> np.ndarray:
     if not len(idx):
         return out
     a, b, _ = p.codes(name)
-    uniques = getattr(p.t, f"{name}_uniques")
-    # Byte rows stand for characters only where every character is one byte (ASCII).
-    lengths = np.fromiter((len(u) if u.isascii() else -1 for u in uniques), dtype=np.int64, count=len(uniques))
+    # The table's values as rows of bytes (made once per table, not once per share of pairs).
+    matrix, lengths = getattr(p.t, f"{name}_bytes"), getattr(p.t, f"{name}_lengths")
     same_length = (lengths[a[idx]] == lengths[b[idx]]) & (lengths[a[idx]] >= 0)
-    rows = np.array([u.encode() if u.isascii() else b"" for u in uniques], dtype=f"S{max(lengths.max(), 2)}")
-    matrix = rows.view(np.uint8).reshape(len(uniques), -1)
     even = idx[same_length]
     x, y = matrix[a[even]], matrix[b[even]]
     differing = x != y
