@@ -523,14 +523,13 @@ def refresh_golden_records(person_ids: list[int], chunk: int = 2000) -> None:
 def write_golden_records(goldens: list[tuple[int, dict]], now: datetime, chunk: int = 5000) -> None:
     """Store golden records with one UPDATE ... FROM (VALUES ...) per chunk: bulk_update's CASE
     per row is far slower."""
-    golden = "v.column2::jsonb" if connection.vendor == "postgresql" else "v.column2"
     for start in range(0, len(goldens), chunk):
         part = goldens[start : start + chunk]
         rows = ", ".join(["(%s, %s)"] * len(part))
         params = [value for person_id, record in part for value in (person_id, json.dumps(record, default=str))]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE matching_person SET golden = {golden}, updated_at = %s "  # noqa: S608 - only placeholders
+                f"UPDATE matching_person SET golden = v.column2, updated_at = %s "  # noqa: S608 - only placeholders
                 f"FROM (VALUES {rows}) AS v WHERE matching_person.id = v.column1",
                 [now, *params],
             )
