@@ -214,15 +214,16 @@ class Scorer:
         """explain() of each of these pairs, their rows taken from the arrays at once (a batch
         explains tens of thousands)."""
         prior_weight = round(self.prior_weight, 2)
-        rows = zip(scored.levels[pairs].tolist(), scored.weights_of(pairs).tolist(),
-                   scored.probability[pairs].tolist(), pairs, strict=True)  # fmt: skip
+        # Weights to two decimals and probabilities to six, rounded all at once.
+        rows = zip(scored.levels[pairs].tolist(), np.round(scored.weights_of(pairs), 2).tolist(),
+                   np.round(scored.probability[pairs], 6).tolist(), pairs, strict=True)  # fmt: skip
         return [
             {
                 "model_version": self.version,
                 "prior_weight": prior_weight,
                 "fields": _contributions(levels, weights),
                 "rules": scored.rules_of(i),
-                "probability": round(probability, 6),
+                "probability": probability,
             }
             for levels, weights, probability, i in rows
         ]
@@ -230,7 +231,7 @@ class Scorer:
 
 def _contributions(levels: list[int], weights: list[float]) -> list[dict]:
     return [
-        {"field": f.name, "level": "missing" if level == MISSING else f.levels[level], "weight": round(weight, 2)}
+        {"field": f.name, "level": "missing" if level == MISSING else f.levels[level], "weight": weight}
         for f, level, weight in zip(FIELDS, levels, weights, strict=True)
     ]
 
