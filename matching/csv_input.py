@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
+from hie.bulk import without_cycle_collection
 from matching.services import Demographics
 
 HEADER = ["org_id", "local_id", "given_name", "middle_name", "family_name", "suffix", "sex", "birth_date", "ssn",
@@ -81,6 +82,7 @@ def readable_file(value: str) -> Path:
     return path
 
 
+@without_cycle_collection()  # a file's rows are hundreds of thousands of tuples: half the time went to the collector
 def read_registrations(path: Path) -> tuple[list[CsvRegistration], list[CsvError]]:
     try:
         return _read_registrations(path)
