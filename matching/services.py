@@ -20,6 +20,7 @@ from hie.bulk import (
     allocate_ids,
     among,
     analyze,
+    delete_rows,
     in_processes,
     indexes_built_after,
     insert_bigints,
@@ -418,7 +419,7 @@ def _only_record_of(person_id: int, record_id: int) -> bool:
 
 def matched(record_ids: list[int]) -> None:
     """The records no longer wait to be matched (decided, or retired)."""
-    PendingMatch.objects.filter(record_id__in=among(record_ids)).delete()
+    delete_rows(PendingMatch, "record_id", record_ids)
 
 
 def _finish(record: PatientRecord, person_ids: list[int]) -> None:

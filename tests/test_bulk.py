@@ -381,3 +381,19 @@ def test_many_ids_or_keys_are_looked_up_as_one_parameter_with_every_value():
     assert sorted(PatientRecord.objects.filter(pk__in=among(wanted)).values_list("pk", flat=True)) == ids[:2]
     assert PatientRecord.objects.filter(local_id__in=among(["A1", "A'2", "{A2}"])).count() == 1
     assert list(PatientRecord.objects.filter(pk__in=among([]))) == []
+
+
+@pytest.mark.django_db
+def test_rows_among_many_ids_are_deleted_and_no_others():
+    from hie.bulk import delete_rows
+    from matching.models import PendingMatch
+    from tests.matching.factories import organization, register
+
+    member = organization()
+    ids = [register(member, f"D{n}").record.pk for n in range(4)]
+    PendingMatch.objects.filter(record_id__in=ids).delete()
+    PendingMatch.objects.bulk_create(PendingMatch(record_id=pk, since=datetime.now(UTC)) for pk in ids)
+    delete_rows(PendingMatch, "record_id", [ids[0], ids[2], max(ids) + 10**12])
+    assert sorted(PendingMatch.objects.values_list("record_id", flat=True)) == [ids[1], ids[3]]
+    delete_rows(PendingMatch, "record_id", [])
+    assert PendingMatch.objects.count() == 2
