@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -366,25 +367,34 @@ def analyze(*models: type[Model], vacuum: Collection[type[Model]] = ()) -> None:
             cursor.execute(f"{command} {table} ({columns})")
 
 
+@dataclass
+class Outcome:
+    """What work done alongside returned: set when its block ends."""
+
+    value: object = None
+
+
 @contextmanager
-def alongside(work: Callable[[], object]) -> Iterator[None]:
+def alongside(work: Callable[[], object]) -> Iterator[Outcome]:
     """`work` done on a connection of its own while the block runs, and finished when it ends.
 
     For server work the next step does not wait on, such as the statistics of a bulk load
-    (analyze) while the model trains: the server does it on one core while this process works
-    on the other. Its connection sees what has been committed, so inside a transaction, and
-    on SQLite (one writer at a time), the work is done first. An error in `work` is raised
-    when the block ends.
+    (analyze) while the model trains, or reads while this process computes: the server does it
+    on one core while this process works on the other. Its connection sees what has been
+    committed, so inside a transaction, and on SQLite (one writer at a time), the work is done
+    first. What it returns is the yielded outcome's value after the block; an error in `work`
+    is raised when the block ends.
     """
+    outcome = Outcome()
     if connection.vendor != "postgresql" or connection.in_atomic_block:
-        work()
-        yield
+        outcome.value = work()
+        yield outcome
         return
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            work()
+            outcome.value = work()
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
         finally:
@@ -393,7 +403,7 @@ def alongside(work: Callable[[], object]) -> Iterator[None]:
     thread = threading.Thread(target=run, name="alongside")
     thread.start()
     try:
-        yield
+        yield outcome
     finally:
         thread.join()
     if failure:

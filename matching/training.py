@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from hie.bulk import among, bigint_rows, without_cycle_collection
+from hie.bulk import alongside, among, bigint_rows, without_cycle_collection
 from matching.arrays import members
 from matching.blocking import blocking_keys, candidate_pairs, pairs_sharing, pass_range
 from matching.compare import FIELDS, MISSING, RecordTable, compare, level_of
@@ -166,10 +166,12 @@ def train(
     block_cap: int = 500,
     seed: int = 20261125,
     filed: dict | None = None,
+    table: RecordTable | None = None,
 ) -> TrainingResult:
     """Train on normalised records; `labels` are (position, position, is_match) into `norms`.
     `filed` may give, by the passes of a session, the keys the records are filed under already
-    as (keys, positions into `norms`); otherwise they are computed from `norms`.
+    as (keys, positions into `norms`); otherwise they are computed from `norms`. `table` may
+    give the records' table, built already.
 
     EM runs once per session of SESSIONS, on the pairs one blocking pass chooses, and a field
     is never estimated from the session whose pairs were chosen by agreeing on it. Pooling all
@@ -179,7 +181,7 @@ def train(
     if len(norms) < 50:
         raise ValueError("at least 50 records are needed to train the model")
     rng = np.random.default_rng(seed)
-    table = RecordTable(norms)
+    table = table if table is not None else RecordTable(norms)
     u = estimate_u(table, random_pairs, rng)
     labelled = {(min(a, b), max(a, b)): float(is_match) for a, b, is_match in labels}
     m = {f.name: list(DEFAULT_M[f.name]) for f in FIELDS}
@@ -263,8 +265,10 @@ def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
         ]
         run.progress, run.message = 25, f"training on {len(norms)} records"
         run.save(update_fields=["progress", "message"])
-        filed = {passes: _stored_keys(ids, passes) for passes, _ in SESSIONS}
-        result = train(norms, labels=labels, block_cap=settings.MATCH_BLOCK_CAP, filed=filed)
+        # The sessions' keys are read on a connection of their own while the records' table is built.
+        with alongside(lambda: {passes: _stored_keys(ids, passes) for passes, _ in SESSIONS}) as filed:
+            table = RecordTable(norms)
+        result = train(norms, labels=labels, block_cap=settings.MATCH_BLOCK_CAP, filed=filed.value, table=table)
         run.progress, run.message = 85, "evaluating"
         run.save(update_fields=["progress", "message"])
         thresholds = {"auto_link": settings.MATCH_AUTO_LINK_THRESHOLD, "review": settings.MATCH_REVIEW_THRESHOLD}

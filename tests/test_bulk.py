@@ -325,15 +325,16 @@ def test_work_alongside_runs_on_its_own_connection_while_the_block_runs():
     started, release = threading.Event(), threading.Event()
     seen = {}
 
-    def work() -> None:
+    def work() -> int:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             seen["backend"] = cursor.fetchone()[0]
         started.set()
         release.wait(10)
         seen["done"] = True
+        return seen["backend"]
 
-    with alongside(work):
+    with alongside(work) as outcome:
         assert started.wait(10), "the work runs while the block does"
         assert "done" not in seen
         release.set()
@@ -341,6 +342,7 @@ def test_work_alongside_runs_on_its_own_connection_while_the_block_runs():
             cursor.execute("SELECT pg_backend_pid()")
             assert cursor.fetchone()[0] != seen["backend"]
     assert seen["done"], "the block ends when the work has"
+    assert outcome.value == seen["backend"], "what the work returned is there after the block"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -364,9 +366,10 @@ def test_inside_a_transaction_the_work_alongside_is_done_first():
     from hie.bulk import alongside
 
     order = []
-    with alongside(lambda: order.append(threading.current_thread())):
+    with alongside(lambda: order.append(threading.current_thread()) or len(order)) as outcome:
         order.append("block")
     assert order == [threading.current_thread(), "block"]
+    assert outcome.value == 1
 
 
 @pytest.mark.django_db
