@@ -22,6 +22,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, transaction
 from django.db.models import DateField, DateTimeField, JSONField, Model, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.sql.compiler import SQLCompiler
 from psycopg.types.datetime import TimestamptzLoader
 from psycopg.types.json import set_json_loads
 
@@ -151,13 +152,16 @@ def insert_bigints(model: type[Model], columns: Sequence[str], values: Sequence[
         copy.write(_BINARY_COPY_HEADER + rows.tobytes() + _BINARY_COPY_TRAILER)
 
 
-def sql_of(queryset: QuerySet) -> tuple[str, tuple] | None:
-    """The SQL and parameters of a query, to run on the cursor itself; None for a filter that
-    nothing can pass (such as an empty `__in`), which Django answers without asking the database."""
+def sql_of(queryset: QuerySet) -> tuple[SQLCompiler, str, tuple] | None:
+    """The compiler, SQL and parameters of a query, to run on the cursor itself; None for a filter
+    that nothing can pass (such as an empty `__in`), which Django answers without asking the
+    database."""
+    compiler = queryset.query.get_compiler(connection=connection)
     try:
-        return queryset.query.sql_with_params()
+        sql, params = compiler.as_sql()
     except EmptyResultSet:
         return None
+    return compiler, sql, params
 
 
 def rows_of(queryset: QuerySet) -> list[tuple]:
@@ -171,11 +175,10 @@ def rows_of(queryset: QuerySet) -> list[tuple]:
     """
     if connection.vendor != "postgresql":
         return list(queryset)
-    compiler = queryset.query.get_compiler(connection=connection)
-    try:
-        compiled = compiler.as_sql()
-    except EmptyResultSet:  # a filter nothing passes (such as an empty `__in`)
+    compiled = sql_of(queryset)
+    if compiled is None:
         return []
+    compiler, *statement = compiled
     # JSON kept in a text column (matching.models.WholeJSONField) comes as its text: decoded here.
     fields = [column.output_field for column, _, _ in compiler.select]
     kept_as_text = [i for i, f in enumerate(fields) if isinstance(f, JSONField) and f.db_type(connection) == "text"]
@@ -183,7 +186,7 @@ def rows_of(queryset: QuerySet) -> list[tuple]:
         cursor = wrapper.cursor
         set_json_loads(orjson.loads, cursor)
         cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
-        cursor.execute(*compiled)
+        cursor.execute(*statement)
         rows = cursor.fetchall()
     if kept_as_text:
         rows = [_decoded(row, kept_as_text) for row in rows]
@@ -215,7 +218,7 @@ def bigint_rows(queryset: QuerySet) -> np.ndarray:
     compiled = sql_of(queryset)
     if compiled is None:
         return np.zeros((0, width), dtype=np.int64)
-    sql, params = compiled
+    _, sql, params = compiled
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute(sql, params)

@@ -1,7 +1,6 @@
 """Changes to the master patient index: registering records, matching them, linking, merging,
 splitting and undoing. Every link change is written as a LinkChange with its LinkEvents."""
 
-import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -527,7 +526,7 @@ def write_golden_records(goldens: list[tuple[int, dict]], now: datetime, chunk: 
     for start in range(0, len(goldens), chunk):
         part = goldens[start : start + chunk]
         rows = ", ".join(["(%s, %s)"] * len(part))
-        params = [value for person_id, record in part for value in (person_id, json.dumps(record, default=str))]
+        params = [value for person_id, record in part for value in (person_id, json_text(record))]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE matching_person SET golden = v.column2, updated_at = %s "  # noqa: S608 - only placeholders

@@ -209,12 +209,12 @@ def train(
     return TrainingResult(parameters, sum(r[1] for r in results), int(random_pairs), sum(r[3] for r in results))
 
 
-def evaluate(parameters: dict, norms: list[dict], labels: list[tuple[int, int, bool]], thresholds: dict) -> dict:
-    """Precision and recall of the model on labelled pairs at the configured thresholds."""
+def evaluate(parameters: dict, table: RecordTable, labels: list[tuple[int, int, bool]], thresholds: dict) -> dict:
+    """Precision and recall of the model on labelled pairs (positions in `table`) at the
+    configured thresholds."""
     if not labels:
         return {"labelled_pairs": 0}
     scorer = Scorer(parameters)
-    table = RecordTable(norms)
     left = np.array([a for a, _, _ in labels], dtype=np.int64)
     right = np.array([b for _, b, _ in labels], dtype=np.int64)
     truth = np.array([m for _, _, m in labels], dtype=bool)
@@ -277,7 +277,7 @@ def train_and_activate(run_id: int, *, max_records: int = 50_000) -> MatchModel:
             "random_pairs": result.random_pairs,
             "em_iterations": result.iterations,
             "prior": result.parameters["prior"],
-            "labels": evaluate(result.parameters, norms, labels, thresholds),
+            "labels": evaluate(result.parameters, table, labels, thresholds),
         }
         with transaction.atomic():
             version = (MatchModel.objects.aggregate(v=Max("version"))["v"] or 0) + 1

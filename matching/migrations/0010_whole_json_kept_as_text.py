@@ -8,24 +8,27 @@ from django.db import migrations
 
 import matching.models
 
-COLUMNS = (
-    ("matching_link", "contributions"),
-    ("matching_patientrecord", "norm"),
-    ("matching_person", "golden"),
-    ("matching_reviewcandidate", "explanation"),
+# (model, field): each one's column is the field's name in the table matching_<model>.
+FIELDS = (
+    ("link", "contributions"),
+    ("patientrecord", "norm"),
+    ("person", "golden"),
+    ("reviewcandidate", "explanation"),
 )
 
 
 def to_text(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        for table, column in COLUMNS:
-            schema_editor.execute(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE text')
+        for model, column in FIELDS:
+            schema_editor.execute(f'ALTER TABLE "matching_{model}" ALTER COLUMN "{column}" TYPE text')
 
 
 def to_jsonb(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        for table, column in COLUMNS:
-            schema_editor.execute(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE jsonb USING "{column}"::jsonb')
+        for model, column in FIELDS:
+            schema_editor.execute(
+                f'ALTER TABLE "matching_{model}" ALTER COLUMN "{column}" TYPE jsonb USING "{column}"::jsonb'
+            )
 
 
 class Migration(migrations.Migration):
@@ -42,12 +45,7 @@ class Migration(migrations.Migration):
                     name=name,
                     field=matching.models.WholeJSONField(default=dict, blank=name != "explanation"),
                 )
-                for model, name in (
-                    ("link", "contributions"),
-                    ("patientrecord", "norm"),
-                    ("person", "golden"),
-                    ("reviewcandidate", "explanation"),
-                )
+                for model, name in FIELDS
             ],
         ),
     ]

@@ -75,6 +75,31 @@ def test_training_run_stores_and_activates_a_new_version(population, django_capt
 
 
 @pytest.mark.django_db
+def test_a_training_run_evaluates_the_new_model_on_the_staffs_labels(population):
+    from itertools import combinations, pairwise
+
+    from matching.models import PairLabel
+
+    rows = population.rows[:400]
+    ids = load(rows)
+    by_person: dict = {}
+    for pk, row in zip(ids, rows, strict=True):
+        by_person.setdefault(row["true_person"], []).append(pk)
+    same = [pair for pks in by_person.values() for pair in combinations(pks, 2)][:40]
+    firsts = [pks[0] for pks in by_person.values()]
+    different = list(pairwise(firsts[:41]))
+    PairLabel.objects.bulk_create(
+        [PairLabel(record_a_id=a, record_b_id=b, is_match=True) for a, b in same]
+        + [PairLabel(record_a_id=a, record_b_id=b, is_match=False) for a, b in different]
+    )
+    labels = train_and_activate(TrainingRun.objects.create().pk).evaluation["labels"]
+    assert (labels["labelled_pairs"], labels["matches"]) == (len(same) + len(different), len(same))
+    assert labels["review"]["precision"] > 0.9
+    assert labels["review"]["recall"] > 0.7
+    assert labels["review"]["recall"] >= labels["auto_link"]["recall"]
+
+
+@pytest.mark.django_db
 def test_too_few_records_fail_the_run_with_a_message():
     run = TrainingRun.objects.create()
     with pytest.raises(ValueError, match="at least 50 records"):
