@@ -10,6 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
+from consent.access import permit_reaches
 from consent.models import ImplicitPolicy
 from consent.provisions import SENSITIVE, Request, verdict
 from consent.selectors import (
@@ -67,7 +68,8 @@ def decide(
     Consents combine with deny-overrides: one applicable deny outweighs any number of permits,
     so recording a deny or withdrawing a permit can only narrow access. Data in general that no
     consent speaks to follows the implicit policy (the custodian's, or the deployment's);
-    sensitive labels are released only where a provision permits them by name.
+    sensitive labels are released only where a provision permits them by name. A consent a member
+    recorded permits only for the data that member holds (`custodian`), never for another's.
     """
     at = at or timezone.now()
     labels = frozenset(labels)
@@ -75,8 +77,15 @@ def decide(
     # A caller deciding many times for one person at one instant (per document) reads these once.
     consents = consents_of_person(person, at) if consents is None else consents
 
+    custodian_id = custodian.pk if custodian is not None else None
+
+    def says(consent: object, label: str | None) -> str | None:
+        said = verdict(consent.provision, request, label)
+        # A member's permit speaks only for the data that member holds (consent/access.py).
+        return None if said == "permit" and not permit_reaches(consent, custodian_id) else said
+
     def combined(label: str | None) -> tuple[str | None, tuple[int, ...]]:
-        said = [(verdict(c.provision, request, label), c.pk) for c in consents]
+        said = [(says(c, label), c.pk) for c in consents]
         for kind in ("deny", "permit"):
             deciding = tuple(pk for v, pk in said if v == kind)
             if deciding:

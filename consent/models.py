@@ -55,6 +55,12 @@ class Consent(models.Model):
     collected_by = models.ForeignKey(
         "orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="collected_consents"
     )
+    # The member that recorded it through the API, and so the only member that may read, change or
+    # withdraw it, and whose own data alone its permits release (consent/access.py). Empty when HIE
+    # staff recorded it in the console: such a consent speaks for the whole exchange.
+    recorded_by_organization = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="recorded_consents"
+    )
     provision = models.JSONField()
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)

@@ -10,6 +10,7 @@ from consent.models import BreakGlass, Consent, ConsentStatus, MemberPolicy
 from consent.provisions import covers
 from hie.orgs.models import Organization
 from matching.models import Link, LinkState, PatientRecord, Person
+from matching.selectors import identified_record, person_by_euid
 
 
 def identifiers_of_person(person: Person) -> set[tuple[str, str]]:
@@ -132,3 +133,15 @@ def active_break_glass(person: Person, requester: Organization, at: datetime) ->
 
 def break_glass_awaiting_review() -> list[BreakGlass]:
     return list(BreakGlass.objects.filter(reviewed_at__isnull=True).select_related("person", "requester"))
+
+
+def euid_of_identifier(system: str, value: str) -> str:
+    """The EUID of the person a consent's identifier belongs to now (a merged EUID leads to the
+    survivor), for the audit trail; empty while the record waits to be matched."""
+    from hie.fhir.patient import euid_system
+
+    if system == euid_system():
+        person = person_by_euid(value)
+        return person.euid if person is not None else ""
+    found = identified_record(system, value)
+    return (found.euid or "") if found is not None else ""

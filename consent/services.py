@@ -7,7 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent import provisions
+from consent.access import check_may_record
 from consent.models import BreakGlass, Consent, ConsentSource, ConsentStatus, ConsentVersion, PolicyRule
+from consent.selectors import euid_of_identifier
 from hie.audit.models import Action, Outcome
 from hie.audit.services import Actor, record_event
 from hie.exceptions import UnknownResource, ValidationFailed
@@ -27,17 +29,30 @@ def _known_identifier(system: str, value: str) -> None:
         raise UnknownResource("no patient is registered under that identifier")
 
 
-def _snapshot(consent: Consent, actor: Actor, reason: str) -> None:
+def _snapshot(consent: Consent, actor: Actor, reason: str, purpose: str) -> None:
     ConsentVersion.objects.create(
         consent=consent, version=consent.version, status=consent.status, provision=consent.provision,
         changed_by_id=actor.staff_user_id, changed_by_organization_id=actor.organization_id, reason=reason,
     )  # fmt: skip
+    # Named by the patient's EUID, so every recording, change and withdrawal is in the patient's
+    # accounting of disclosures, whoever made it.
     record_event(actor=actor, action=Action.CREATE if consent.version == 1 else Action.UPDATE,
                  event_type="consent-change", resource_type="Consent", resource_id=str(consent.pk),
-                 detail={"version": consent.version, "status": consent.status})  # fmt: skip
+                 person_euid=euid_of_identifier(consent.patient_system, consent.patient_value),
+                 purpose_of_use=purpose, detail={"version": consent.version, "status": consent.status})  # fmt: skip
 
 
-@transaction.atomic
+def audit_consent_read(*, actor: Actor, event_type: str, consent: Consent | None, person_euid: str = "",
+                       purpose: str, detail: dict | None = None) -> None:  # fmt: skip
+    """A read or search of the consent registry, against the patient's EUID (the consent's, or the
+    searched person's)."""
+    if consent is not None:
+        person_euid = euid_of_identifier(consent.patient_system, consent.patient_value)
+    record_event(actor=actor, action=Action.READ, event_type=event_type, resource_type="Consent",
+                 resource_id=str(consent.pk) if consent is not None else "", person_euid=person_euid,
+                 purpose_of_use=purpose, detail=detail or {})  # fmt: skip
+
+
 def record_consent(
     *,
     patient_system: str,
@@ -50,28 +65,44 @@ def record_consent(
     status: str = ConsentStatus.ACTIVE,
     collected_by: Organization | None = None,
     attachment: object = None,
+    member: Organization | None = None,
+    named_collectors: tuple[int, ...] = (),
+    purpose: str = "",
 ) -> Consent:
-    """Record a patient's consent under one of their identifiers (a member's, or the EUID)."""
+    """Record a patient's consent under one of their identifiers (a member's, or the EUID).
+
+    `member` is the member recording it through the API: it must have registered the patient and
+    collected the consent itself (`named_collectors`, the organizations the resource names), and it
+    becomes the consent's owner (consent/access.py). Without a member, HIE staff or the node record it.
+    """
     if policy_rule not in PolicyRule.values:
         raise ValidationFailed("the policy rule must be OPTIN, OPTOUT, OPTINR or OPTOUTE")
     if source not in ConsentSource.values:
         raise ValidationFailed("the source must be form, verbal or portal")
     if status not in (ConsentStatus.DRAFT, ConsentStatus.ACTIVE):
         raise ValidationFailed("a new consent is draft or active")
-    _known_identifier(patient_system, patient_value)
-    consent = Consent.objects.create(
-        patient_system=patient_system, patient_value=patient_value, policy_rule=policy_rule,
-        provision=provisions.clean(provision), source=source, status=status,
-        date_recorded=date_recorded or timezone.now(), collected_by=collected_by,
-        recorded_by_id=actor.staff_user_id, attachment=attachment or "",
-    )  # fmt: skip
-    _snapshot(consent, actor, "recorded")
+    cleaned = provisions.clean(provision)
+    if member is not None:
+        # Checked outside the transaction below, so that the audit of a refusal is kept.
+        check_may_record(member=member, patient_system=patient_system, patient_value=patient_value,
+                         collectors=list(named_collectors), actor=actor, purpose=purpose)  # fmt: skip
+        collected_by = member
+    else:
+        _known_identifier(patient_system, patient_value)
+    with transaction.atomic():
+        consent = Consent.objects.create(
+            patient_system=patient_system, patient_value=patient_value, policy_rule=policy_rule,
+            provision=cleaned, source=source, status=status,
+            date_recorded=date_recorded or timezone.now(), collected_by=collected_by,
+            recorded_by_id=actor.staff_user_id, recorded_by_organization=member, attachment=attachment or "",
+        )  # fmt: skip
+        _snapshot(consent, actor, "recorded", purpose)
     return consent
 
 
 @transaction.atomic
 def change_consent(*, consent: Consent, actor: Actor, reason: str, provision: dict | None = None,
-                   status: str | None = None) -> Consent:  # fmt: skip
+                   status: str | None = None, purpose: str = "") -> Consent:  # fmt: skip
     """A new version of the consent; withdrawal is a change of status, never a deletion."""
     consent = Consent.objects.select_for_update().get(pk=consent.pk)
     if consent.status in (ConsentStatus.INACTIVE, ConsentStatus.ENTERED_IN_ERROR):
@@ -84,12 +115,13 @@ def change_consent(*, consent: Consent, actor: Actor, reason: str, provision: di
         consent.provision = provisions.clean(provision)
     consent.version += 1
     consent.save()
-    _snapshot(consent, actor, reason)
+    _snapshot(consent, actor, reason, purpose)
     return consent
 
 
-def withdraw_consent(*, consent: Consent, actor: Actor, reason: str) -> Consent:
-    return change_consent(consent=consent, actor=actor, reason=reason or "withdrawn", status=ConsentStatus.INACTIVE)
+def withdraw_consent(*, consent: Consent, actor: Actor, reason: str, purpose: str = "") -> Consent:
+    return change_consent(consent=consent, actor=actor, reason=reason or "withdrawn", status=ConsentStatus.INACTIVE,
+                          purpose=purpose)  # fmt: skip
 
 
 @transaction.atomic

@@ -2,15 +2,20 @@
 
 from django.db.models import QuerySet
 
+from consent.decide import decide
 from hie.exchange.models import DeadLetter, EndpointState, GatherJob
 from hie.orgs.models import Organization
 
 
 def gather_job_of(job_id: str, requester: Organization) -> GatherJob | None:
-    """The job, if `requester` asked for it (other members are told it does not exist)."""
-    if not job_id.isdecimal():
+    """The job, if `requester` asked for it and may still see its person (other members, and a
+    requester the person's consent now hides from, are told it does not exist)."""
+    if not job_id.isdecimal() or len(job_id) > 18:
         return None
-    return GatherJob.objects.select_related("person").filter(pk=int(job_id), requester=requester).first()
+    job = GatherJob.objects.select_related("person").filter(pk=int(job_id), requester=requester).first()
+    if job is None or not decide(job.person, requester, job.purpose).permitted:
+        return None
+    return job
 
 
 def recent_gather_jobs(limit: int = 50) -> QuerySet[GatherJob]:

@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from consent.decide import decide
 from consent.selectors import consents_of_person, implicit_policies
+from consent.services import audit_decision
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
-from hie.exceptions import CustodianFailed, CustodianTimeout, ValidationFailed
+from hie.exceptions import CustodianFailed, CustodianTimeout, UnknownResource, ValidationFailed
 from hie.exchange.models import CallStatus, CustodianCall, DeadLetter, EndpointState, GatherJob, JobStatus
 from hie.exchange.notifications import replay_delivery
 from hie.exchange.retries import backoff_seconds
@@ -32,6 +33,7 @@ from hie.orgs.models import Organization
 from matching.models import Link, LinkState, PatientRecord, Person
 
 logger = logging.getLogger(__name__)
+PATIENT_NOT_KNOWN = "the patient is not known"  # also the answer for a patient consent hides
 FINAL = {CallStatus.DONE, CallStatus.SKIPPED, CallStatus.FAILED, CallStatus.TIMED_OUT}
 
 
@@ -49,12 +51,27 @@ def _records_at(person: Person) -> dict[int, list[PatientRecord]]:
     return records
 
 
-@transaction.atomic
 def start_gather(*, requester: Organization, person: Person, purpose: str, idempotency_key: str, prefetch: bool,
                  deadline_seconds: int, actor: Actor) -> tuple[GatherJob, bool]:  # fmt: skip
-    """The job for this key (created, with one call per custodian to ask, when new); returns (job, created)."""
+    """The job for this key (created, with one call per custodian to ask, when new); returns (job, created).
+
+    A person the requester may not see (consent.decide(), as PIXm asks it) answers as an unknown one:
+    the job's Task would name the person's EUID and the members holding their records.
+    """
     if not 1 <= deadline_seconds <= 3600:
         raise ValidationFailed("the deadline is 1 to 3600 seconds")
+    # Decided and audited before the job's transaction, so that the audit of a refusal is kept.
+    decision = decide(person, requester, purpose)
+    audit_decision(actor=actor, person=person, decision=decision, purpose=purpose)
+    if not decision.permitted:
+        raise UnknownResource(PATIENT_NOT_KNOWN)
+    return _start_gather(requester=requester, person=person, purpose=purpose, idempotency_key=idempotency_key,
+                         prefetch=prefetch, deadline_seconds=deadline_seconds, actor=actor)  # fmt: skip
+
+
+@transaction.atomic
+def _start_gather(*, requester: Organization, person: Person, purpose: str, idempotency_key: str, prefetch: bool,
+                  deadline_seconds: int, actor: Actor) -> tuple[GatherJob, bool]:  # fmt: skip
     job, created = GatherJob.objects.get_or_create(
         requester=requester, idempotency_key=idempotency_key,
         defaults={"person": person, "purpose": purpose, "prefetch": prefetch,

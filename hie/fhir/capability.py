@@ -104,22 +104,28 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                     {
                         "type": "Consent",
                         "documentation": (
-                            "IHE PCF: patient-privacy consents recorded under any identifier of the patient "
-                            "(a member's or the EUID); withdrawal is an update to status inactive. The signed "
-                            "form, when one was sent, is at Consent/{id}/form."
+                            "IHE PCF: patient-privacy consents a member records for a patient it registered, "
+                            "under its own identifier; only that member reads, changes or withdraws them (an "
+                            "update to status inactive, or delete, which withdraws and keeps the history). The "
+                            "signed form, when one was sent, is at Consent/{id}/form."
                         ),
                         "interaction": [
                             {"code": "read"},
                             {"code": "vread"},
                             {"code": "create"},
                             {"code": "update"},
+                            {"code": "delete"},
                             {"code": "search-type"},
                         ],
                         "versioning": "versioned-update",
                         "readHistory": False,
                         "searchParam": [
                             {"name": "patient", "type": "reference", "documentation": "Patient/{EUID}"},
-                            {"name": "patient.identifier", "type": "token", "documentation": "any member's identifier"},
+                            {
+                                "name": "patient.identifier",
+                                "type": "token",
+                                "documentation": "any identifier of the person; finds the member's own consents",
+                            },
                             {"name": "status", "type": "token"},
                             {"name": "actor", "type": "reference", "documentation": "Organization/{id}"},
                             {"name": "date", "type": "date", "documentation": "date recorded"},

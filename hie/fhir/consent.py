@@ -72,6 +72,7 @@ class ConsentInput:
     source: str
     attachment: ContentFile | None
     date_recorded: object
+    collectors: tuple[int, ...]  # Consent.organization: who says it collected the consent
 
 
 def consent_from_fhir(resource: FhirConsent) -> ConsentInput:
@@ -114,6 +115,7 @@ def consent_from_fhir(resource: FhirConsent) -> ConsentInput:
         source=source,
         attachment=attachment,
         date_recorded=resource.dateTime,
+        collectors=tuple(_organization_id(o.reference, "Consent.organization") for o in resource.organization or []),
     )
 
 

@@ -7,15 +7,16 @@ from django.utils.dateparse import parse_datetime
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.consent import Consent as FhirConsent
 
+from consent.access import check_collected_by, consent_for, visible_to
 from consent.models import Consent, ConsentStatus, ConsentVersion
 from consent.selectors import consents_under, identifiers_of_person
-from consent.services import change_consent, open_break_glass, record_consent
+from consent.services import audit_consent_read, change_consent, open_break_glass, record_consent, withdraw_consent
 from hie.audit.models import Action
-from hie.audit.services import Actor, record_event
+from hie.audit.services import Actor
 from hie.datesearch import date_matches, date_range
 from hie.exceptions import PreconditionFailed, UnknownResource, ValidationFailed
 from hie.fhir import consent as mapping
-from hie.fhir.auth import fhir_view
+from hie.fhir.auth import METHOD_ACTIONS, fhir_view
 from hie.fhir.patient import euid_system, parse_resource, parse_token
 from hie.fhir.responses import fhir_response
 from matching.selectors import identified_record, person_by_euid
@@ -24,11 +25,10 @@ READ, WRITE = "system/Consent.read", "system/Consent.write"
 SEARCH_PARAMETERS = {"patient", "patient.identifier", "status", "actor", "date", "period", "_count"}
 
 
-def _audit(
-    request: HttpRequest, action: Action, event_type: str, consent_id: object = "", detail: dict | None = None
-) -> None:
-    record_event(actor=Actor.from_request(request), action=action, event_type=event_type, resource_type="Consent",
-                 resource_id=str(consent_id), purpose_of_use=request.purpose_of_use, detail=detail or {})  # fmt: skip
+def _audit(request: HttpRequest, event_type: str, consent: Consent | None = None, *, person_euid: str = "",
+           detail: dict | None = None) -> None:  # fmt: skip
+    audit_consent_read(actor=Actor.from_request(request), event_type=event_type, consent=consent,
+                       person_euid=person_euid, purpose=request.purpose_of_use, detail=detail)  # fmt: skip
 
 
 def _answer(consent: Consent, status: int) -> HttpResponse:
@@ -38,11 +38,11 @@ def _answer(consent: Consent, status: int) -> HttpResponse:
     return fhir_response(mapping.consent_to_fhir(consent), status=status, headers=headers)
 
 
-def _consent(consent_id: str) -> Consent:
-    consent = Consent.objects.filter(pk=int(consent_id)).first() if consent_id.isdecimal() else None
-    if consent is None:
-        raise UnknownResource(f"Consent/{consent_id} is not known")
-    return consent
+def _consent(request: HttpRequest, consent_id: str) -> Consent:
+    """The consent, if the requesting member recorded it; any other is "not known" (consent/access.py)."""
+    return consent_for(member=request.api_client.organization, consent_id=consent_id,
+                       actor=Actor.from_request(request), action=METHOD_ACTIONS.get(request.method, Action.READ),
+                       purpose=request.purpose_of_use)  # fmt: skip
 
 
 @fhir_view(scope={"GET": READ, "POST": WRITE})
@@ -52,8 +52,8 @@ def consent_type(request: HttpRequest) -> HttpResponse:
         consent = record_consent(
             patient_system=given.patient_system, patient_value=given.patient_value, policy_rule=given.policy_rule,
             provision=given.provision, source=given.source, status=given.status, attachment=given.attachment,
-            date_recorded=given.date_recorded, collected_by=request.api_client.organization,
-            actor=Actor.from_request(request),
+            date_recorded=given.date_recorded, member=request.api_client.organization,
+            named_collectors=given.collectors, actor=Actor.from_request(request), purpose=request.purpose_of_use,
         )  # fmt: skip
         return _answer(consent, 201)
     return _search(request)
@@ -77,7 +77,8 @@ def _search(request: HttpRequest) -> HttpResponse:
         raise ValidationFailed("search consents by patient or patient.identifier")
     consents = []
     if person is not None:
-        consents = list(consents_under(identifiers_of_person(person)))
+        # Only the member's own consents: another member's identifier finds an empty Bundle.
+        consents = list(visible_to(request.api_client.organization, consents_under(identifiers_of_person(person))))
     if request.GET.get("status"):
         consents = [c for c in consents if c.status in request.GET["status"].split(",")]
     if request.GET.get("actor"):
@@ -91,7 +92,7 @@ def _search(request: HttpRequest) -> HttpResponse:
         # Consent.provision.period: an open start or end reaches as far as dates go.
         term = date_range(request.GET["period"], "period")
         consents = [c for c in consents if date_matches(term, *_period_days(c.provision.get("period")))]
-    _audit(request, Action.READ, "consent-search", detail={"total": len(consents)})
+    _audit(request, "consent-search", person_euid=person.euid if person else "", detail={"total": len(consents)})
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(consents),
               "link": [{"relation": "self", "url": request.build_absolute_uri()}],
               "entry": [{"fullUrl": request.build_absolute_uri(f"/fhir/Consent/{c.pk}"),
@@ -110,11 +111,18 @@ def _actors(provision: dict) -> set[int]:
     return set(provision.get("actors", [])) | {a for child in provision.get("provisions", []) for a in child["actors"]}
 
 
-@fhir_view(scope={"GET": READ, "PUT": WRITE})
+@fhir_view(scope={"GET": READ, "PUT": WRITE, "DELETE": WRITE})
 def consent_instance(request: HttpRequest, consent_id: str) -> HttpResponse:
-    consent = _consent(consent_id)
+    """Read, update (a new version; withdraw with status inactive) or DELETE (withdraw: the registry
+    keeps every consent and its history). Only the member that recorded the consent gets past _consent."""
+    consent = _consent(request, consent_id)
+    actor = Actor.from_request(request)
     if request.method == "GET":
-        _audit(request, Action.READ, "consent-read", consent.pk)
+        _audit(request, "consent-read", consent)
+        return _answer(consent, 200)
+    if request.method == "DELETE":
+        consent = withdraw_consent(consent=consent, actor=actor, reason="withdrawn through the API (DELETE)",
+                                   purpose=request.purpose_of_use)  # fmt: skip
         return _answer(consent, 200)
     expected = request.headers.get("If-Match", "").removeprefix("W/").strip('"')
     if expected and expected != str(consent.version):
@@ -122,30 +130,32 @@ def consent_instance(request: HttpRequest, consent_id: str) -> HttpResponse:
     given = mapping.consent_from_fhir(parse_resource(request.body, FhirConsent, "the Consent"))
     if (given.patient_system, given.patient_value) != (consent.patient_system, consent.patient_value):
         raise ValidationFailed("a consent's patient does not change; record a new consent")
+    check_collected_by(request.api_client.organization, given.collectors)
     if given.status not in ConsentStatus.values:
         raise ValidationFailed("unknown consent status")
-    consent = change_consent(consent=consent, actor=Actor.from_request(request), reason="updated through the API",
-                             provision=given.provision, status=given.status)  # fmt: skip
+    consent = change_consent(consent=consent, actor=actor, reason="updated through the API",
+                             provision=given.provision, status=given.status,
+                             purpose=request.purpose_of_use)  # fmt: skip
     return _answer(consent, 200)
 
 
 @fhir_view(scope={"GET": READ})
 def consent_version(request: HttpRequest, consent_id: str, version: str) -> HttpResponse:
-    consent = _consent(consent_id)
-    number = int(version) if version.isdecimal() else 0
+    consent = _consent(request, consent_id)
+    number = int(version) if version.isdecimal() and len(version) <= 9 else 0
     snapshot = ConsentVersion.objects.filter(consent=consent, version=number).first()
     if snapshot is None:
         raise UnknownResource(f"Consent/{consent_id}/_history/{version} is not known")
-    _audit(request, Action.READ, "consent-vread", consent.pk, {"version": snapshot.version})
+    _audit(request, "consent-vread", consent, detail={"version": snapshot.version})
     return fhir_response(mapping.consent_to_fhir(consent, snapshot), headers={"ETag": f'W/"{snapshot.version}"'})
 
 
 @fhir_view(scope={"GET": READ})
 def consent_form(request: HttpRequest, consent_id: str) -> HttpResponse:
-    consent = _consent(consent_id)
+    consent = _consent(request, consent_id)
     if not consent.attachment:
         raise UnknownResource("this consent has no signed form")
-    _audit(request, Action.READ, "consent-form", consent.pk)
+    _audit(request, "consent-form", consent)
     return FileResponse(consent.attachment.open("rb"), as_attachment=True)
 
 

@@ -43,7 +43,9 @@ def gather_request(body: bytes) -> GatherRequest:
 def job_to_fhir(job: GatherJob) -> Task:
     """The job as a Task: its status, one output per custodian, and an OperationOutcome naming the
     custodians that did not answer, so a partial answer is never silent."""
-    calls = list(job.calls.select_related("custodian").order_by("custodian__name"))
+    # A custodian consent kept the job from asking is not named: the Task does not say who else
+    # holds records of the person where consent hides their documents.
+    calls = list(job.calls.exclude(status=CallStatus.SKIPPED).select_related("custodian").order_by("custodian__name"))
     outputs = [
         {
             "type": {"text": "custodian"},

@@ -230,3 +230,45 @@ def test_sensitive_labels_need_a_permit_by_name(world):
             assert not decision.permitted or label in decision.redact
 
     check()
+
+
+# --- a member's consent permits only for the data that member holds (consent/access.py) ----------
+
+
+def test_a_members_permit_opens_its_own_data_only(world, settings):
+    settings.CONSENT_IMPLICIT_POLICY = "deny"
+    store(world, {"type": "permit", "labels": ["PSY"], "actors": ["A"]}, recorded_by_organization=world["A"])
+    store(world, {"type": "permit", "actors": ["A"]}, recorded_by_organization=world["A"])
+    held_by_a = decide(world["person"], world["A"], "TREAT", {"PSY"}, custodian=world["A"])
+    assert (held_by_a.permitted, held_by_a.redact) == (True, frozenset())
+    held_by_b = decide(world["person"], world["A"], "TREAT", {"PSY"}, custodian=world["B"])
+    assert held_by_b.permitted is False  # B's data follows B's policy: A's consent says nothing of it
+    assert decide(world["person"], world["A"], "TREAT").permitted is False  # nor of the person's identity
+
+
+def test_a_members_deny_narrows_for_every_custodian(world):
+    store(world, {"type": "deny"}, recorded_by_organization=world["A"])
+    assert decide(world["person"], world["B"], "TREAT", custodian=world["B"]).outcome == "DENY"
+    assert decide(world["person"], world["B"], "TREAT").outcome == "DENY"
+
+
+def test_consents_staff_recorded_speak_for_every_custodian(world, settings):
+    settings.CONSENT_IMPLICIT_POLICY = "deny"
+    store(world, {"type": "permit", "actors": ["A"]})
+    assert decide(world["person"], world["A"], "TREAT", custodian=world["B"]).permitted is True
+
+
+def test_a_members_consent_never_widens_access_to_another_members_data(world):
+    @PROPERTY
+    @given(st.lists(any_provision, max_size=2), any_provision, requests)
+    def check(others, forged, request):
+        reset()
+        for provision in others:
+            store(world, provision)
+        requester, purpose, labels = request
+        before = released(decide(world["person"], world[requester], purpose, labels, custodian=world["B"]), labels)
+        store(world, forged, recorded_by_organization=world["A"])
+        after = released(decide(world["person"], world[requester], purpose, labels, custodian=world["B"]), labels)
+        assert narrower_or_equal(after, before)
+
+    check()

@@ -46,10 +46,14 @@ def test_a_consent_recorded_read_withdrawn_and_found(member):
     assert consent.provision.type == "deny"
     assert consent.provision.provision[0].purpose[0].code == "ETREAT"
 
-    # Lakeside, through its own identifier of the same person, sees the opt-out and is refused.
+    # Riverside finds its consent; Lakeside, through its own identifier of the same person, does not
+    # (it would learn where else the patient is registered), but the opt-out refuses it.
+    own = requests.get(f"{riverside.base}/fhir/Consent", params={"patient.identifier": f"{riverside.system}|R1"},
+                       headers=riverside.headers(), timeout=10)  # fmt: skip
+    assert Bundle.model_validate_json(own.content).total == 1
     found = requests.get(f"{lakeside.base}/fhir/Consent", params={"patient.identifier": f"{lakeside.system}|L1"},
                          headers=lakeside.headers(), timeout=10)  # fmt: skip
-    assert Bundle.model_validate_json(found.content).total == 1
+    assert Bundle.model_validate_json(found.content).total == 0
     search = {"family": "Quintanilla"}
     assert requests.get(f"{lakeside.base}/fhir/Patient", params=search, headers=lakeside.headers(),
                         timeout=10).json()["total"] == 0  # fmt: skip
