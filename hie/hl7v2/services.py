@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -234,24 +233,23 @@ def _check_content(parsed: object, head: messages.Header, organization: Organiza
 
 
 def enqueue_processing(organization_id: int) -> None:
-    """Start a drain of the organization's inbox after commit, unless one is already due to start
-    (it will see this message: a drain forgets the mark when it starts, then reads the inbox)."""
+    """Start a drain of the organization's inbox once this transaction commits.
+
+    Every commit that leaves a member's message waiting sends one task, with no "already due"
+    mark to skip it: a mark kept in one process's cache was never cleared by the worker, and
+    the messages of a burst's tail waited for the periodic sweep. Drains are idempotent (one at
+    a time per member, each message applied under that lock, and a drain stops only when it
+    finds nothing waiting), so a task that finds its messages taken by another costs one query.
+    """
     from hie.hl7v2.tasks import process_inbox
 
-    def send() -> None:
-        if cache.add(_drain_mark(organization_id), 1, timeout=30):
-            process_inbox.delay(organization_id)
-
-    transaction.on_commit(send)
-
-
-def _drain_mark(organization_id: int) -> str:
-    return f"hl7-drain-due:{organization_id}"
+    # robust: a broker that is down must not undo the ACK of messages already committed; they
+    # wait in the inbox for the sweep (beat) or `replay_inbox --waiting`.
+    transaction.on_commit(lambda: process_inbox.delay(organization_id), robust=True)
 
 
 def process_inbox(organization_id: int, limit: int = 1000) -> int:
     """Apply the organization's waiting messages in arrival order; returns how many were handled."""
-    cache.delete(_drain_mark(organization_id))
     handled = 0
     while handled < limit:
         with transaction.atomic():
