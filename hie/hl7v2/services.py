@@ -306,9 +306,10 @@ def process_inbox(organization_id: int, limit: int = 1000) -> int:
             if message is None:
                 return handled
             message.attempts += 1
+            applied: list[PatientRecord] = []
             try:
                 with transaction.atomic():
-                    apply_message(message)
+                    applied = apply_message(message)
                 message.state, message.error = MessageState.PROCESSED, ""
             except HieError as error:
                 message.state, message.error = MessageState.FAILED, str(error)[:300]
@@ -319,12 +320,35 @@ def process_inbox(organization_id: int, limit: int = 1000) -> int:
                 message.state, message.error = MessageState.FAILED, f"internal error ({type(error).__name__})"
             message.processed_at = timezone.now()
             message.save(update_fields=["state", "error", "attempts", "processed_at"])
+            _audit_application(message, applied)
         handled += 1
     enqueue_processing(organization_id)  # more are waiting: another task continues
     return handled
 
 
-def apply_message(message: InboundMessage) -> None:
+def _audit_application(message: InboundMessage, records: list[PatientRecord]) -> None:
+    """One event per patient the message changed, naming the patient's enterprise id as it is now
+    (for an A40 the surviving person, for an A37 each of the two); a message that failed before
+    it reached a patient leaves one event with no patient."""
+    applied = message.state == MessageState.PROCESSED
+    actor = Actor(organization_id=message.organization_id)
+    events = [
+        new_event(actor=actor, action=Action.UPDATE, event_type="hl7-apply", resource_type="Patient",
+                  resource_id=str(record.pk) if record else "", person_euid=_euid_of(record) if record else "",
+                  outcome=Outcome.SUCCESS if applied else Outcome.MINOR_FAILURE,
+                  detail={"message": message.pk, "type": message.message_type, "state": message.state})
+        for record in records or [None]
+    ]  # fmt: skip
+    append_events(events)
+
+
+def _euid_of(record: PatientRecord) -> str:
+    link = current_link(record.pk)
+    return link.person.euid if link else ""
+
+
+def apply_message(message: InboundMessage) -> list[PatientRecord]:
+    """Apply one message to the index; the records it changed (the PID patient first)."""
     parsed = messages.parse(messages.decode(bytes(message.raw)))
     head = messages.header(parsed)
     organization = Organization.objects.prefetch_related("identifier_systems").get(pk=message.organization_id)
@@ -352,6 +376,8 @@ def apply_message(message: InboundMessage) -> None:
         first_link, second_link = current_link(first.pk), current_link(second.pk)
         if first_link and second_link and first_link.person_id == second_link.person_id:
             unlink_record(record=second, actor=actor, reason="unlinked at the source (A37)")
+        return [registered.record, second]
+    return [registered.record]
 
 
 def replay(*, states: tuple[str, ...] = (MessageState.FAILED,), organization_id: int | None = None) -> int:

@@ -250,3 +250,25 @@ def test_the_listener_replaces_a_database_connection_that_was_cut(mllp_listener,
     acks = send(mllp_listener.bound_port, adt("A04", "D2", pid("R2")), adt("A04", "D3", pid("R3")))
     assert [code(ack) for ack in acks] == ["AA", "AA"]  # no message waits for the sender to send it again
     assert InboundMessage.objects.filter(control_id__in=["D2", "D3"], state=MessageState.PROCESSED).count() == 2
+
+
+def test_applying_a_message_is_audited_against_the_patients_euid(mllp, facility):
+    other = pid("R2", family="Reyes", given="Mari", born="19840917", street="9 Elm St", ssn="")
+    send(mllp, adt("A04", "E1", pid("R1")), adt("A04", "E2", other))
+    [ack] = send(mllp, adt("A40", "E3", pid("R1"), extra=f"MRG|R2^^^RIVERSIDE&{OID}&ISO^MR"))
+    assert code(ack) == "AA"
+    [ack] = send(mllp, adt("A08", "E4", pid("R9", born="19841345")))  # AE: refused, never applied
+    assert code(ack) == "AE"
+
+    def euid(mrn: str) -> str:
+        return Link.objects.get(record__local_id=mrn, state=LinkState.MATCH).person.euid
+
+    applied = AuditEvent.objects.filter(event_type="hl7-apply").order_by("sequence")
+    assert [(e.detail["type"], e.resource_id, e.person_euid, e.organization_id) for e in applied] == [
+        ("ADT^A04", str(PatientRecord.objects.get(local_id="R1").pk), applied[0].person_euid, facility.pk),
+        ("ADT^A04", str(PatientRecord.objects.get(local_id="R2").pk), applied[1].person_euid, facility.pk),
+        ("ADT^A40", str(PatientRecord.objects.get(local_id="R1").pk), euid("R1"), facility.pk),
+    ]
+    assert "" not in {applied[0].person_euid, applied[1].person_euid}
+    assert applied[0].person_euid != applied[1].person_euid  # two persons until the merge
+    assert euid("R2") == euid("R1")  # the merged patient's record now belongs to the surviving person
