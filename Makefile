@@ -51,8 +51,11 @@ test: install lint browser
 screenshots: install browser
 	$(BIN)/python docs/screenshots/take.py
 
+# One worker with the periodic work embedded (-B: the audit chain check, the sweeps that restart
+# work a lost task left waiting). More workers: start them with plain `celery -A hie worker`,
+# keeping exactly one -B (or one `celery -A hie beat`).
 worker: install
-	$(BIN)/celery -A hie worker --loglevel=INFO
+	$(BIN)/celery -A hie worker -B --schedule data/celerybeat-schedule --loglevel=INFO
 
 # Benchmarks: Splink runs beside the node, as the reference, in a virtualenv of its own.
 BENCH_VENV := .bench-venv

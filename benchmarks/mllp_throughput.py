@@ -118,8 +118,8 @@ def main() -> None:
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v0"], env=node_env(), cwd=ROOT, check=True)
     subprocess.run([python, "manage.py", "create_member", "Bench Hospital", "--identifier-system",
-                    f"urn:oid:{SYSTEM_OID}", "--facility", "BENCH"], env=node_env(), cwd=ROOT, check=True,
-                   capture_output=True)  # fmt: skip
+                    f"urn:oid:{SYSTEM_OID}", "--facility", "BENCH", "--hl7-allow-address", "127.0.0.1"],
+                   env=node_env(), cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, capture_output=True)
     listener = subprocess.Popen([python, "manage.py", "mllp_listen", "--port", str(PORT)], env=node_env(), cwd=ROOT)
     worker = None

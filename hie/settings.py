@@ -175,6 +175,10 @@ LOGIN_URL = "console:login"
 # Record locator: calls to custodians (members' FHIR servers) for document content.
 # The MLLP listener reads a sending facility's member again after this many seconds (0: every batch).
 HL7_MEMBER_CACHE_SECONDS = env_float("HL7_MEMBER_CACHE_SECONDS", 5.0)
+# A framed message over this size is answered AR (its first 64 KiB are kept in the inbox); a
+# message begun must end within the frame timeout, or the connection is closed.
+HL7_MAX_MESSAGE_BYTES = env_int("HL7_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
+HL7_FRAME_TIMEOUT_SECONDS = env_float("HL7_FRAME_TIMEOUT_SECONDS", 30.0)
 CUSTODIAN_TIMEOUT_SECONDS = env_float("CUSTODIAN_TIMEOUT_SECONDS", 10.0)
 CUSTODIAN_MAX_DOCUMENT_BYTES = env_int("CUSTODIAN_MAX_DOCUMENT_BYTES", 50 * 1024 * 1024)
 CUSTODIAN_MAX_PAGES = env_int("CUSTODIAN_MAX_PAGES", 20)

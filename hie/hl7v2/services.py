@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -37,12 +36,41 @@ logger = logging.getLogger(__name__)
 READ_ON_RECEIPT = {"PID": 8, "MRG": 1}
 
 
+@dataclass(frozen=True)
+class Peer:
+    """What a connection proves about its sender: its address and, over TLS, its client certificate."""
+
+    host: str = ""
+    port: int = 0
+    certificate_sha256: str = ""  # of the certificate the listener verified against its client CA
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}" if self.host else ""
+
+
+@dataclass(frozen=True)
+class Framed:
+    """One framed message as the listener read it: its bytes (only the first of them when it was
+    over HL7_MAX_MESSAGE_BYTES), the connection it came on, and, if it was over, its size."""
+
+    raw: bytes
+    peer: Peer = Peer()
+    oversize: int | None = None  # the size of a message over the limit (raw is then its head)
+
+
+# One answer for a facility that is no member, an inactive member, and a sender that is not
+# proven to be the member MSH-4 names: none tells a stranger which facility codes exist.
+UNAUTHENTICATED = messages.MessageProblem(
+    "AR", "204", "MSH-4: the sender is not authenticated as this sending facility", "MSH^1^4"
+)
+
+
 @dataclass
 class Receipt:
     """One received message and what the node answers: the state it is stored in and the ACK code."""
 
     raw: bytes
-    peer: str
+    peer: Peer
     head: messages.Header | None = None
     organization: Organization | None = None
     state: str = MessageState.RECEIVED
@@ -59,13 +87,15 @@ class Receipt:
         return self.code == "AA" and self.state != MessageState.DUPLICATE
 
 
-def receive_messages(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
+def receive_messages(batch: list[Framed]) -> list[bytes | None]:
     """Store messages received together and answer each one's ACK, in order (None: close that connection).
 
     All of them are stored and audited in one transaction, and the listener sends the ACKs only
     after it commits: messages arriving at the same moment on many connections share one commit.
+    A message is the member's only if its connection proves that member (certificate or
+    address); any other is stored without a member and refused with AR, so nothing applies it.
     """
-    receipts = [_read(raw, peer) for raw, peer in batch]
+    receipts = [_read(framed) for framed in batch]
     _judge(receipts)
     try:
         with transaction.atomic():
@@ -78,14 +108,21 @@ def receive_messages(batch: list[tuple[bytes, str]]) -> list[bytes | None]:
             _store_one(receipt)
     for receipt in receipts:
         if receipt.head is None:
-            logger.warning("HL7 message without a readable MSH; connection closed", extra={"peer": receipt.peer})
+            logger.warning("HL7 message without a readable MSH; connection closed", extra={"peer": str(receipt.peer)})
     return [_answer(receipt) for receipt in receipts]
 
 
-def _read(raw: bytes, peer: str) -> Receipt:
-    receipt = Receipt(raw, peer)
+def _read(framed: Framed) -> Receipt:
+    receipt = Receipt(framed.raw, framed.peer)
     try:
-        parsed = messages.parse(messages.decode(raw), only=READ_ON_RECEIPT)
+        text = messages.decode(framed.raw)
+        if framed.oversize is not None:
+            # Only the head was kept: its MSH is enough to say why the message is refused.
+            receipt.head = messages.header(messages.parse(text[: text.index("\r") + 1]))
+            raise messages.MessageProblem(
+                "AR", "207", f"the message is larger than the limit of {settings.HL7_MAX_MESSAGE_BYTES} bytes", "MSH"
+            )
+        parsed = messages.parse(text, only=READ_ON_RECEIPT)
         receipt.head = messages.header(parsed)
         messages.check_header(receipt.head)
     except messages.MessageProblem as problem:
@@ -100,10 +137,13 @@ def _judge(receipts: list[Receipt]) -> None:
     readable = [r for r in receipts if r.problem is None]
     members = _members({r.head.sending_facility for r in readable})
     for receipt in readable:
-        receipt.organization = members.get(receipt.head.sending_facility)
+        member = members.get(receipt.head.sending_facility)
         try:
-            if receipt.organization is None:
-                raise messages.MessageProblem("AR", "204", "MSH-4: the sending facility is not a member", "MSH^1^4")
+            if member is None or not member.proves_hl7_sender(
+                address=receipt.peer.host, certificate_sha256=receipt.peer.certificate_sha256
+            ):
+                raise UNAUTHENTICATED
+            receipt.organization = member
             receipt.state = _check_content(receipt.parsed, receipt.head, receipt.organization)
         except messages.MessageProblem as problem:
             receipt.refuse(problem)
@@ -120,7 +160,8 @@ def _members(facilities: set[str]) -> dict[str, Organization]:
     if stale:
         found: dict[str, Organization] = {}
         for organization in (Organization.objects.filter(hl7_facility__in=stale, active=True)
-                             .prefetch_related("identifier_systems").order_by("pk")):  # fmt: skip
+                             .prefetch_related("identifier_systems", "hl7_certificates", "hl7_source_networks")
+                             .order_by("pk")):  # fmt: skip
             found.setdefault(organization.hl7_facility, organization)
         for facility in stale:
             _facilities[facility] = (now, found.get(facility))
@@ -180,7 +221,7 @@ def _store(receipts: list[Receipt]) -> None:
             message_type=r.head.message_type[:30] if r.head else "",
             version=r.head.version[:12] if r.head else "",
             raw=r.raw,
-            peer=r.peer,
+            peer=str(r.peer)[:64],
             state=r.state,
             ack_code=r.code,
             error=(f"{r.problem.location}: {r.problem.reason}" if r.problem else "")[:300],
@@ -191,7 +232,7 @@ def _store(receipts: list[Receipt]) -> None:
     events = []
     for receipt, row in zip(receipts, rows, strict=True):
         events.append(new_event(
-            actor=Actor(organization_id=row.organization_id, source_address=receipt.peer),
+            actor=Actor(organization_id=row.organization_id, source_address=str(receipt.peer)[:64]),
             action=Action.CREATE, event_type="hl7-message", resource_type="Patient", resource_id=str(row.pk),
             outcome=Outcome.SUCCESS if receipt.code == "AA" else Outcome.MINOR_FAILURE,
             detail={"type": row.message_type, "ack": receipt.code, "state": receipt.state},
@@ -234,24 +275,23 @@ def _check_content(parsed: object, head: messages.Header, organization: Organiza
 
 
 def enqueue_processing(organization_id: int) -> None:
-    """Start a drain of the organization's inbox after commit, unless one is already due to start
-    (it will see this message: a drain forgets the mark when it starts, then reads the inbox)."""
+    """Start a drain of the organization's inbox once this transaction commits.
+
+    Every commit that leaves a member's message waiting sends one task, with no "already due"
+    mark to skip it: a mark kept in one process's cache was never cleared by the worker, and
+    the messages of a burst's tail waited for the periodic sweep. Drains are idempotent (one at
+    a time per member, each message applied under that lock, and a drain stops only when it
+    finds nothing waiting), so a task that finds its messages taken by another costs one query.
+    """
     from hie.hl7v2.tasks import process_inbox
 
-    def send() -> None:
-        if cache.add(_drain_mark(organization_id), 1, timeout=30):
-            process_inbox.delay(organization_id)
-
-    transaction.on_commit(send)
-
-
-def _drain_mark(organization_id: int) -> str:
-    return f"hl7-drain-due:{organization_id}"
+    # robust: a broker that is down must not undo the ACK of messages already committed; they
+    # wait in the inbox for the sweep (beat) or `replay_inbox --waiting`.
+    transaction.on_commit(lambda: process_inbox.delay(organization_id), robust=True)
 
 
 def process_inbox(organization_id: int, limit: int = 1000) -> int:
     """Apply the organization's waiting messages in arrival order; returns how many were handled."""
-    cache.delete(_drain_mark(organization_id))
     handled = 0
     while handled < limit:
         with transaction.atomic():
@@ -266,9 +306,10 @@ def process_inbox(organization_id: int, limit: int = 1000) -> int:
             if message is None:
                 return handled
             message.attempts += 1
+            applied: list[PatientRecord] = []
             try:
                 with transaction.atomic():
-                    apply_message(message)
+                    applied = apply_message(message)
                 message.state, message.error = MessageState.PROCESSED, ""
             except HieError as error:
                 message.state, message.error = MessageState.FAILED, str(error)[:300]
@@ -279,12 +320,35 @@ def process_inbox(organization_id: int, limit: int = 1000) -> int:
                 message.state, message.error = MessageState.FAILED, f"internal error ({type(error).__name__})"
             message.processed_at = timezone.now()
             message.save(update_fields=["state", "error", "attempts", "processed_at"])
+            _audit_application(message, applied)
         handled += 1
     enqueue_processing(organization_id)  # more are waiting: another task continues
     return handled
 
 
-def apply_message(message: InboundMessage) -> None:
+def _audit_application(message: InboundMessage, records: list[PatientRecord]) -> None:
+    """One event per patient the message changed, naming the patient's enterprise id as it is now
+    (for an A40 the surviving person, for an A37 each of the two); a message that failed before
+    it reached a patient leaves one event with no patient."""
+    applied = message.state == MessageState.PROCESSED
+    actor = Actor(organization_id=message.organization_id)
+    events = [
+        new_event(actor=actor, action=Action.UPDATE, event_type="hl7-apply", resource_type="Patient",
+                  resource_id=str(record.pk) if record else "", person_euid=_euid_of(record) if record else "",
+                  outcome=Outcome.SUCCESS if applied else Outcome.MINOR_FAILURE,
+                  detail={"message": message.pk, "type": message.message_type, "state": message.state})
+        for record in records or [None]
+    ]  # fmt: skip
+    append_events(events)
+
+
+def _euid_of(record: PatientRecord) -> str:
+    link = current_link(record.pk)
+    return link.person.euid if link else ""
+
+
+def apply_message(message: InboundMessage) -> list[PatientRecord]:
+    """Apply one message to the index; the records it changed (the PID patient first)."""
     parsed = messages.parse(messages.decode(bytes(message.raw)))
     head = messages.header(parsed)
     organization = Organization.objects.prefetch_related("identifier_systems").get(pk=message.organization_id)
@@ -312,6 +376,8 @@ def apply_message(message: InboundMessage) -> None:
         first_link, second_link = current_link(first.pk), current_link(second.pk)
         if first_link and second_link and first_link.person_id == second_link.person_id:
             unlink_record(record=second, actor=actor, reason="unlinked at the source (A37)")
+        return [registered.record, second]
+    return [registered.record]
 
 
 def replay(*, states: tuple[str, ...] = (MessageState.FAILED,), organization_id: int | None = None) -> int:

@@ -1,4 +1,7 @@
-"""Member organizations, the identifier systems they assign, and their API clients."""
+"""Member organizations, the identifier systems they assign, their API clients, and what
+proves an HL7 v2 sender to be one of them (a client certificate, an allow-listed address)."""
+
+import ipaddress
 
 from django.conf import settings
 from django.db import models
@@ -27,6 +30,20 @@ class Organization(models.Model):
     def identifier_system_uris(self) -> list[str]:
         return [system.uri for system in self.identifier_systems.all()]
 
+    def proves_hl7_sender(self, *, address: str, certificate_sha256: str = "") -> bool:
+        """Whether a connection from this address (with this TLS client certificate, if any) speaks
+        for this member. MSH-4 alone proves nothing: any system that reaches the port can write it.
+        Reads the member's certificates and networks as prefetched (the listener caches members)."""
+        if certificate_sha256 and any(c.sha256 == certificate_sha256 for c in self.hl7_certificates.all()):
+            return True
+        try:
+            host = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped:
+            host = host.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+        return any(host in ipaddress.ip_network(n.network) for n in self.hl7_source_networks.all())
+
 
 class IdentifierSystem(models.Model):
     """A namespace (OID or URI) under which one organization assigns local patient identifiers.
@@ -40,6 +57,39 @@ class IdentifierSystem(models.Model):
 
     def __str__(self) -> str:
         return self.uri
+
+
+class HL7Certificate(models.Model):
+    """A TLS client certificate that a member's interface engine presents to the MLLP listener.
+
+    Known by its SHA-256 fingerprint, so that only this certificate (not any other the CA signs
+    with the same subject) speaks for the member; a member may hold several while it rotates.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hl7_certificates")
+    sha256 = models.CharField(
+        max_length=64, unique=True, help_text="SHA-256 fingerprint of the certificate (DER), lowercase hex"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.organization} certificate {self.sha256[:16]}…"
+
+
+class HL7SourceNetwork(models.Model):
+    """Addresses from which a plain (or TLS) MLLP connection speaks for the member, as a network
+    (a single host is /32 or /128). Several members may share one, e.g. behind one interface engine;
+    MSH-4 then says which of them sends."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hl7_source_networks")
+    network = models.CharField(max_length=49, help_text="e.g. 10.20.0.0/24 or 127.0.0.1/32")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "network"], name="hl7_source_network_once")]
+
+    def __str__(self) -> str:
+        return f"{self.organization} from {self.network}"
 
 
 class ApiClient(AbstractApplication):

@@ -1,5 +1,10 @@
-"""Changes to the member directory: organizations and their API clients."""
+"""Changes to the member directory: organizations, their API clients and HL7 v2 sender credentials."""
 
+import hashlib
+import ipaddress
+import re
+import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -8,7 +13,7 @@ from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import AccessToken
 
 from hie.exceptions import ValidationFailed
-from hie.orgs.models import ApiClient, IdentifierSystem, Organization, valid_scopes
+from hie.orgs.models import ApiClient, HL7Certificate, HL7SourceNetwork, IdentifierSystem, Organization, valid_scopes
 
 
 @dataclass(frozen=True)
@@ -65,12 +70,71 @@ def create_api_client(*, organization: Organization, scopes: list[str], label: s
 
 @transaction.atomic
 def create_member(
-    *, name: str, identifier_systems: list[str], scopes: list[str], hl7_facility: str = "", fhir_endpoint: str = ""
+    *,
+    name: str,
+    identifier_systems: list[str],
+    scopes: list[str],
+    hl7_facility: str = "",
+    fhir_endpoint: str = "",
+    hl7_certificates: Sequence[str] = (),
+    hl7_source_networks: Sequence[str] = (),
 ) -> IssuedClient:
+    """A member with its API client and, for its HL7 v2 feed, the certificates (PEM text or
+    fingerprints) and source networks that prove its interface engine."""
     organization = create_organization(
         name=name, identifier_systems=identifier_systems, hl7_facility=hl7_facility, fhir_endpoint=fhir_endpoint
     )
+    for certificate in hl7_certificates:
+        add_hl7_certificate(organization=organization, certificate=certificate)
+    for network in hl7_source_networks:
+        allow_hl7_source(organization=organization, network=network)
     return create_api_client(organization=organization, scopes=scopes)
+
+
+def certificate_fingerprint(certificate: str) -> str:
+    """The SHA-256 fingerprint (lowercase hex) of a PEM certificate, or of a fingerprint as
+    `openssl x509 -fingerprint -sha256` prints it (colons and case do not matter)."""
+    if "-----BEGIN CERTIFICATE-----" in certificate:
+        try:
+            return hashlib.sha256(ssl.PEM_cert_to_DER_cert(certificate.strip())).hexdigest()
+        except ValueError as exc:
+            raise ValidationFailed("the certificate is not readable PEM") from exc
+    digest = re.sub(r"^(sha256 fingerprint=)", "", certificate.strip(), flags=re.IGNORECASE).replace(":", "").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValidationFailed("give a PEM certificate or its SHA-256 fingerprint (64 hex digits)")
+    return digest
+
+
+@transaction.atomic
+def add_hl7_certificate(*, organization: Organization, certificate: str) -> HL7Certificate:
+    """Let the interface engine presenting this TLS client certificate send HL7 v2 as the member."""
+    sha256 = certificate_fingerprint(certificate)
+    owner = HL7Certificate.objects.filter(sha256=sha256).select_related("organization").first()
+    if owner is not None and owner.organization_id != organization.pk:
+        raise ValidationFailed("this certificate already speaks for another member")
+    return owner or HL7Certificate.objects.create(organization=organization, sha256=sha256)
+
+
+def remove_hl7_certificate(*, organization: Organization, certificate: str) -> int:
+    """Stop accepting the certificate (within HL7_MEMBER_CACHE_SECONDS); how many were removed."""
+    sha256 = certificate_fingerprint(certificate)
+    return organization.hl7_certificates.filter(sha256=sha256).delete()[0]
+
+
+def _network(network: str) -> str:
+    try:
+        return str(ipaddress.ip_network(network.strip(), strict=True))
+    except ValueError as exc:
+        raise ValidationFailed(f"not an address or network: {network!r} (e.g. 10.20.0.5 or 10.20.0.0/24)") from exc
+
+
+def allow_hl7_source(*, organization: Organization, network: str) -> HL7SourceNetwork:
+    """Let plain MLLP connections from this address or network send HL7 v2 as the member."""
+    return HL7SourceNetwork.objects.get_or_create(organization=organization, network=_network(network))[0]
+
+
+def disallow_hl7_source(*, organization: Organization, network: str) -> int:
+    return organization.hl7_source_networks.filter(network=_network(network)).delete()[0]
 
 
 @transaction.atomic

@@ -1,6 +1,7 @@
 """A live MLLP listener on a free port, and a python-hl7 client that talks to it."""
 
 import asyncio
+import ssl
 import threading
 
 import hl7
@@ -8,21 +9,34 @@ import pytest
 from hl7.mllp import open_hl7_connection
 
 from hie.hl7v2.listener import Listener
-from hie.orgs.services import create_organization
+from hie.orgs.services import allow_hl7_source, create_organization
 
 
 @pytest.fixture
-def mllp_listener(audit_rows_flushable):
-    """A listener serving in a thread of its own, on the test database."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    listener = Listener("127.0.0.1", 0, threads=2)
-    asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
-    yield listener
-    asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+def start_listener(audit_rows_flushable):
+    """Start listeners (each serving in a thread of its own, on the test database); all stop after the test."""
+    running = []
+
+    def start(tls: ssl.SSLContext | None = None) -> Listener:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        listener = Listener("127.0.0.1", 0, tls=tls, threads=2)
+        asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+        running.append((listener, loop, thread))
+        return listener
+
+    yield start
+    for listener, loop, thread in running:
+        asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture
+def mllp_listener(start_listener):
+    """A plain-TCP listener."""
+    return start_listener()
 
 
 @pytest.fixture
@@ -31,11 +45,11 @@ def mllp(mllp_listener):
     return mllp_listener.bound_port
 
 
-def send(port: int, *messages: str | bytes) -> list[hl7.Message | None]:
+def send(port: int, *messages: str | bytes, tls: ssl.SSLContext | None = None) -> list[hl7.Message | None]:
     """Send messages one after the other on one connection; the ACK of each (None: connection closed)."""
 
     async def exchange() -> list[hl7.Message | None]:
-        reader, writer = await open_hl7_connection("127.0.0.1", port)
+        reader, writer = await open_hl7_connection("127.0.0.1", port, ssl=tls)
         acks = []
         for message in messages:
             if isinstance(message, bytes):
@@ -54,11 +68,19 @@ def send(port: int, *messages: str | bytes) -> list[hl7.Message | None]:
     return asyncio.run(exchange())
 
 
+def hl7_member(name: str, oid: str, facility: str, *, address: str | None = "127.0.0.1"):
+    """A member sending HL7 as `facility`, from `address` (None: from nowhere yet)."""
+    member = create_organization(name=name, identifier_systems=[f"urn:oid:{oid}"], hl7_facility=facility)
+    if address:
+        allow_hl7_source(organization=member, network=address)
+    return member
+
+
 @pytest.fixture
 def facility():
-    """A member sending HL7 from facility RIVERSIDE, identifiers under urn:oid:2.16.840.1.113883.3.7001.1."""
-    return create_organization(name="Riverside", identifier_systems=["urn:oid:2.16.840.1.113883.3.7001.1"],
-                               hl7_facility="RIVERSIDE")  # fmt: skip
+    """A member sending HL7 from facility RIVERSIDE on this machine (plain MLLP from 127.0.0.1),
+    identifiers under urn:oid:2.16.840.1.113883.3.7001.1."""
+    return hl7_member("Riverside", "2.16.840.1.113883.3.7001.1", "RIVERSIDE")
 
 
 def adt(event: str, control_id: str, pid: str, *, facility: str = "RIVERSIDE", version: str = "2.5.1",

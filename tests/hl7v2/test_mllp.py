@@ -13,11 +13,11 @@ from hie.audit.models import AuditEvent
 from hie.hl7v2 import messages, services
 from hie.hl7v2.listener import _receive
 from hie.hl7v2.models import InboundMessage, MessageState
-from hie.orgs.services import create_organization
 from matching.models import Link, LinkState, PatientRecord
-from tests.hl7v2.conftest import adt, send
+from tests.hl7v2.conftest import adt, hl7_member, send
 
 OID = "2.16.840.1.113883.3.7001.1"
+LOCAL = services.Peer(host="127.0.0.1", port=40000)
 
 
 def pid(mrn: str, *, family: str = "Quintanilla", given: str = "Marisol", middle: str = "Ines",
@@ -44,8 +44,7 @@ def err_location(ack) -> str:
 
 
 def test_a_batch_of_admissions_creates_records_and_links(mllp, facility):
-    lakeside = create_organization(name="Lakeside", identifier_systems=["urn:oid:2.16.840.1.113883.3.7002.1"],
-                                   hl7_facility="LAKESIDE")  # fmt: skip
+    lakeside = hl7_member("Lakeside", "2.16.840.1.113883.3.7002.1", "LAKESIDE")
     acks = send(
         mllp,
         adt("A04", "M1", pid("R100")),
@@ -113,7 +112,7 @@ def test_bad_messages_get_the_right_acknowledgement_and_the_listener_keeps_servi
     assert [code(a) for a in acks] == ["AE", "AE", "AR", "AR"]
     assert err_location(acks[0]) == "PID^1^3"
     assert err_location(acks[1]) == "PID^1^7"
-    assert "not a member" in str(acks[2].segment("MSA")[3])
+    assert "not authenticated" in str(acks[2].segment("MSA")[3])
     # Data without MLLP framing, and a framed block that is not HL7: the connection is closed.
     assert send(mllp, b"hello, this is not MLLP\x1c\r") == [None]
     assert send(mllp, b"\x0bnot hl7 at all\x1c\r") == [None]
@@ -163,7 +162,10 @@ def test_messages_received_together_are_stored_together_and_each_gets_its_own_ac
     good = adt("A04", "T1", pid("R1"))
     batch = [good, good, adt("A04", "T2", pid("")), adt("A04", "T3", pid("R3"), facility="NOWHERE"),
              adt("A03", "T4", pid("R1"))]  # fmt: skip
-    acks = services.receive_messages([(m.encode(), "10.0.0.9:5000") for m in batch] + [(b"garbage", "10.0.0.9:5001")])
+    here = services.Peer(host="127.0.0.1", port=5000)
+    acks = services.receive_messages(
+        [services.Framed(m.encode(), here) for m in batch] + [services.Framed(b"garbage", here)]
+    )
     assert acks[-1] is None  # no MSH to answer: that connection is closed
     parsed = [hl7.parse(a.decode()) for a in acks[:-1]]
     assert [(code(a), str(a.segment("MSA")[2])) for a in parsed] == [
@@ -198,14 +200,14 @@ def test_many_connections_at_once_each_get_the_ack_of_their_own_messages(mllp, f
 
 def test_a_member_is_read_again_after_the_cache_window(audit_rows_flushable, facility, settings):
     settings.HL7_MEMBER_CACHE_SECONDS = 60
-    [ack] = services.receive_messages([(adt("A04", "W1", pid("R1")).encode(), "")])
+    [ack] = services.receive_messages([services.Framed(adt("A04", "W1", pid("R1")).encode(), LOCAL)])
     assert code(hl7.parse(ack.decode())) == "AA"
     facility.active = False
     facility.save()
-    [ack] = services.receive_messages([(adt("A04", "W2", pid("R2")).encode(), "")])
+    [ack] = services.receive_messages([services.Framed(adt("A04", "W2", pid("R2")).encode(), LOCAL)])
     assert code(hl7.parse(ack.decode())) == "AA"  # still within the window
     settings.HL7_MEMBER_CACHE_SECONDS = 0
-    [ack] = services.receive_messages([(adt("A04", "W3", pid("R3")).encode(), "")])
+    [ack] = services.receive_messages([services.Framed(adt("A04", "W3", pid("R3")).encode(), LOCAL)])
     assert code(hl7.parse(ack.decode())) == "AR"
 
 
@@ -221,7 +223,9 @@ def test_a_message_that_breaks_its_batch_does_not_keep_the_others_from_being_sto
         return checked
 
     monkeypatch.setattr(messages, "check_pid", check)
-    batch = [(adt("A04", f"P{n}", pid(mrn)).encode(), "") for n, mrn in enumerate(["R1", "BAD", "R2"])]
+    batch = [
+        services.Framed(adt("A04", f"P{n}", pid(mrn)).encode(), LOCAL) for n, mrn in enumerate(["R1", "BAD", "R2"])
+    ]
     first, broken, last = _receive(batch)
     assert isinstance(broken, RuntimeError)  # not ACKed: the sender sends it again
     assert [code(hl7.parse(a.decode())) for a in (first, last)] == ["AA", "AA"]
@@ -246,3 +250,25 @@ def test_the_listener_replaces_a_database_connection_that_was_cut(mllp_listener,
     acks = send(mllp_listener.bound_port, adt("A04", "D2", pid("R2")), adt("A04", "D3", pid("R3")))
     assert [code(ack) for ack in acks] == ["AA", "AA"]  # no message waits for the sender to send it again
     assert InboundMessage.objects.filter(control_id__in=["D2", "D3"], state=MessageState.PROCESSED).count() == 2
+
+
+def test_applying_a_message_is_audited_against_the_patients_euid(mllp, facility):
+    other = pid("R2", family="Reyes", given="Mari", born="19840917", street="9 Elm St", ssn="")
+    send(mllp, adt("A04", "E1", pid("R1")), adt("A04", "E2", other))
+    [ack] = send(mllp, adt("A40", "E3", pid("R1"), extra=f"MRG|R2^^^RIVERSIDE&{OID}&ISO^MR"))
+    assert code(ack) == "AA"
+    [ack] = send(mllp, adt("A08", "E4", pid("R9", born="19841345")))  # AE: refused, never applied
+    assert code(ack) == "AE"
+
+    def euid(mrn: str) -> str:
+        return Link.objects.get(record__local_id=mrn, state=LinkState.MATCH).person.euid
+
+    applied = AuditEvent.objects.filter(event_type="hl7-apply").order_by("sequence")
+    assert [(e.detail["type"], e.resource_id, e.person_euid, e.organization_id) for e in applied] == [
+        ("ADT^A04", str(PatientRecord.objects.get(local_id="R1").pk), applied[0].person_euid, facility.pk),
+        ("ADT^A04", str(PatientRecord.objects.get(local_id="R2").pk), applied[1].person_euid, facility.pk),
+        ("ADT^A40", str(PatientRecord.objects.get(local_id="R1").pk), euid("R1"), facility.pk),
+    ]
+    assert "" not in {applied[0].person_euid, applied[1].person_euid}
+    assert applied[0].person_euid != applied[1].person_euid  # two persons until the merge
+    assert euid("R2") == euid("R1")  # the merged patient's record now belongs to the surviving person

@@ -24,7 +24,13 @@ from hie.exchange.services import start_gather
 from hie.fhir.document import DocumentSubmission
 from hie.locator.services import register_documents
 from hie.orgs.models import Organization
-from hie.orgs.services import create_api_client, create_organization, rotate_client_secret, set_fhir_endpoint
+from hie.orgs.services import (
+    allow_hl7_source,
+    create_api_client,
+    create_organization,
+    rotate_client_secret,
+    set_fhir_endpoint,
+)
 from matching.csv_input import parse_row
 from matching.models import Link, LinkState, PatientRecord, Source, TrainingRun
 from matching.services import NewRegistration, register_records_bulk
@@ -91,6 +97,10 @@ class Command(BaseCommand):
             organization = Organization.objects.filter(name=member["name"]).first()
             if organization is None:
                 organization = create_organization(**member)
+            if member is DEMO_MEMBERS[0]:
+                # The demo's HL7 sender: plain MLLP from this machine speaks for the hospital (the
+                # sample message's MSH-4); the other members send nothing until given a credential.
+                allow_hl7_source(organization=organization, network="127.0.0.1")
             client = organization.api_clients.filter(revoked_at__isnull=True).first()
             if client is None:
                 issued = create_api_client(organization=organization, scopes=sorted(settings.FHIR_SCOPES))

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hie.exceptions import ValidationFailed
+from hie.orgs.management.commands.hl7_sender import add_sender_arguments
 from hie.orgs.services import create_member
 
 
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--facility", default="", help="HL7 v2 sending facility (MSH-4)")
         parser.add_argument("--endpoint", default="", help="FHIR base URL of the organization")
+        add_sender_arguments(parser)
         parser.add_argument(
             "--scopes",
             nargs="+",
@@ -38,6 +40,8 @@ class Command(BaseCommand):
                 scopes=options["scopes"],
                 hl7_facility=options["facility"],
                 fhir_endpoint=options["endpoint"],
+                hl7_certificates=options["hl7_certificates"],
+                hl7_source_networks=options["hl7_source_networks"],
             )
         except ValidationFailed as exc:
             raise CommandError(str(exc)) from exc
