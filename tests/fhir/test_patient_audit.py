@@ -14,24 +14,13 @@ pytestmark = pytest.mark.django_db
 FHIR = "application/fhir+json"
 
 
-@pytest.fixture
-def headers_of(make_member, get_token):
-    def make(name: str) -> tuple[str, dict]:
-        issued = make_member(name)
-        token = get_token(issued)["access_token"]
-        system = issued.client.organization.identifier_system_uris[0]
-        return system, {"HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_X_PURPOSE_OF_USE": "TREAT"}
-
-    return make
-
-
 def last_event(event_type: str) -> AuditEvent:
     return AuditEvent.objects.filter(event_type=event_type).order_by("-sequence").first()
 
 
-def test_feed_read_and_withdrawal_events_name_the_euid(client, headers_of):
-    system, riverside = headers_of("Riverside")
-    _, lakeside = headers_of("Lakeside")
+def test_feed_read_and_withdrawal_events_name_the_euid(client, member_headers):
+    system, riverside = member_headers("Riverside")
+    _, lakeside = member_headers("Lakeside")
 
     created = client.post("/fhir/Patient", json.dumps(patient(system, "RIV-1")), content_type=FHIR, **riverside)
     assert created.status_code == 201, created.content
