@@ -22,7 +22,8 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from hie.exceptions import ValidationFailed
-from hie.fhir.patient import _json, validation_message
+from hie.fhir.body import parse_json
+from hie.fhir.patient import validation_message
 
 MHD_RESOURCES = {"DocumentReference", "Binary", "List"}
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")  # RFC 3986 section 2.3
@@ -101,7 +102,7 @@ def _identifier(identifier: dict | None) -> str:
 
 def parse_transaction(body: bytes) -> Submission:
     """An ITI-65 transaction Bundle as a Submission; raises ValidationFailed naming the entry at fault."""
-    content = _json(body)
+    content = parse_json(body)
     if not isinstance(content, dict) or content.get("resourceType") != "Bundle":
         raise ValidationFailed("the body must be a Bundle resource")
     if content.get("type") != "transaction":
