@@ -18,6 +18,10 @@ class ScopeMissing(HieError):
     """The client is authenticated but was not granted the scope this needs."""
 
 
+class PayloadTooLarge(HieError):
+    """The request's body is larger than the node accepts (FHIR answers 413)."""
+
+
 class Forbidden(HieError):
     """The caller may not do this (for example, write in another member's namespace)."""
 

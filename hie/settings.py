@@ -292,6 +292,11 @@ FHIR_PURPOSES_OF_USE = {
 FHIR_RATE_LIMIT = env_int("FHIR_RATE_LIMIT", 1200)
 FHIR_RATE_WINDOW = env_int("FHIR_RATE_WINDOW", 60)
 FHIR_MAX_PAGE_SIZE = 100
+# The largest FHIR request body read (bytes), after the caller's token is checked: an ITI-65
+# Bundle carries a document by value in base64 (4/3 of its size), so 20 MiB takes a document of
+# about 15 MB; larger ones are registered by reference. Beyond it: 413. Every other endpoint
+# keeps Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB).
+FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 20 * 1024 * 1024)
 FHIR_SEARCH_MAX_MATCHES = env_int("FHIR_SEARCH_MAX_MATCHES", 1000)  # broader PDQm searches must be narrowed
 
 # Consent (consent/decide.py, docs/consent.md): the implicit policy when no consent speaks

@@ -14,6 +14,7 @@ from oauth2_provider.models import get_access_token_model
 from hie.audit.models import Action, Outcome
 from hie.audit.services import Actor, record_event, written_together
 from hie.exceptions import HieError, NotAuthenticated, ScopeMissing
+from hie.fhir.body import read_body
 from hie.fhir.conventions import check_rate, purpose_of_use
 from hie.fhir.responses import error_response, outcome_response, status_of
 from hie.orgs.models import ApiClient
@@ -84,6 +85,7 @@ def fhir_view(
                             request.api_client = client
                             request.api_client_id = client.client_id
                             check_rate(client.client_id)
+                            read_body(request)
                         if request.method in reads and needed is not None:
                             request.purpose_of_use = purpose_of_use(request)
                         return view(request, *args, **kwargs)

@@ -7,6 +7,8 @@ attachment URL points at the node (ITI-68 retrieval goes through the node, never
 
 import base64
 import binascii
+import re
+import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,11 +18,17 @@ from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference
 from pydantic import ValidationError
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from hie.exceptions import ValidationFailed
-from hie.fhir.patient import _json, validation_message
+from hie.fhir.body import parse_json
+from hie.fhir.patient import validation_message
 
 MHD_RESOURCES = {"DocumentReference", "Binary", "List"}
+UNRESERVED = set(string.ascii_letters + string.digits + "-._~")  # RFC 3986 section 2.3
+PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -94,7 +102,7 @@ def _identifier(identifier: dict | None) -> str:
 
 def parse_transaction(body: bytes) -> Submission:
     """An ITI-65 transaction Bundle as a Submission; raises ValidationFailed naming the entry at fault."""
-    content = _json(body)
+    content = parse_json(body)
     if not isinstance(content, dict) or content.get("resourceType") != "Bundle":
         raise ValidationFailed("the body must be a Bundle resource")
     if content.get("type") != "transaction":
@@ -145,6 +153,28 @@ def _decode(data: object, where: str) -> bytes:
         raise ValidationFailed(f"{where}: data is not base64") from None
 
 
+def reference_url(url: str, where: str) -> str:
+    """The address a by-reference document will be fetched from, in RFC 3986 normal form.
+
+    The locator lets the node fetch only under the member's registered endpoint, by prefix, and
+    the HTTP client removes dot segments before it sends: `{endpoint}/../../etc/passwd` must be
+    compared as the `/etc/passwd` it becomes. So: escapes of unreserved characters decoded
+    (`%2e%2e` is `..`), dot segments removed, scheme and host lower case, the default port
+    dropped, and escaped or back slashes refused, since a server may read them as separators.
+    """
+    decoded = PERCENT_ESCAPE.sub(lambda m: chr(int(m[1], 16)) if chr(int(m[1], 16)) in UNRESERVED else m[0], url)
+    try:
+        parsed = parse_url(decoded)
+    except LocationParseError:
+        raise ValidationFailed(f"{where}: content.attachment.url is not a valid URL") from None
+    if "\\" in (parsed.path or "") or re.search(r"%(2f|5c)", parsed.path or "", re.IGNORECASE):
+        raise ValidationFailed(f"{where}: the path of content.attachment.url must not contain escaped or back slashes")
+    if not parsed.host or parsed.auth:
+        raise ValidationFailed(f"{where}: content.attachment.url needs a host and no user information")
+    port = None if parsed.port == DEFAULT_PORTS.get(parsed.scheme) else parsed.port
+    return parsed._replace(port=port, fragment=None).url
+
+
 def _document(where: str, resource: dict, binaries: dict[str, bytes]) -> DocumentSubmission:
     """A DocumentReference (JSON already validated with fhir.resources) in the locator's terms."""
     master = resource.get("masterIdentifier") or {}
@@ -170,8 +200,10 @@ def _document(where: str, resource: dict, binaries: dict[str, bytes]) -> Documen
         data, url = binaries[url], ""
     elif url.startswith("urn:"):
         raise ValidationFailed(f"{where}: content.attachment.url names no Binary of the Bundle")
-    elif not url.startswith(("http://", "https://")):
+    elif not url.lower().startswith(("http://", "https://")):
         raise ValidationFailed(f"{where}: content.attachment needs data, a Binary of the Bundle, or an http(s) url")
+    else:
+        url = reference_url(url, where)
     sha1 = ""
     if attachment.get("hash"):
         sha1 = _decode(attachment["hash"], where).hex()

@@ -4,7 +4,6 @@ Two kinds of Patient leave the node: a member's record (id: the record's number,
 registered it) and a person (id: the EUID, the golden record with every member's identifier).
 """
 
-import json
 from dataclasses import dataclass
 from datetime import date
 
@@ -14,6 +13,7 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 from pydantic import ValidationError
 
 from hie.exceptions import Forbidden, Unprocessable, ValidationFailed
+from hie.fhir.body import parse_json
 from matching.models import PatientRecord, Person, PersonStatus, Sex
 from matching.services import Demographics
 
@@ -35,16 +35,9 @@ def validation_message(error: ValidationError, what: str) -> str:
     return f"{what} is not valid FHIR R4: " + "; ".join(problems)
 
 
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValidationFailed(f"the body is not JSON ({type(error).__name__})") from None
-
-
 def parse_resource(body: bytes | object, model: type, what: str) -> object:
     """`body` (JSON text, or already decoded) validated as a `model` resource; errors name where, not what."""
-    content = _json(body) if isinstance(body, bytes | str) else body
+    content = parse_json(body) if isinstance(body, bytes | str) else body
     if not isinstance(content, dict) or content.get("resourceType") != model.__name__:
         raise ValidationFailed(f"the body must be a {model.__name__} resource")
     try:
@@ -243,7 +236,7 @@ class MatchRequest:
 
 def parse_match_request(body: bytes) -> MatchRequest:
     """The Parameters of Patient/$match: resource (a Patient), onlyCertainMatches, count."""
-    content = _json(body)
+    content = parse_json(body)
     parse_resource(content, Parameters, "the Parameters")
     by_name: dict[str, dict] = {}
     for parameter in content.get("parameter") or []:

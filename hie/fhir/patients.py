@@ -75,14 +75,14 @@ def _if_match(request: HttpRequest) -> int | None:
     return int(version)
 
 
-def _record_response(record: PatientRecord, status: int) -> HttpResponse:
+def _record_response(record: PatientRecord, person: Person | None, status: int) -> HttpResponse:
     headers = {
         "ETag": f'W/"{record.version}"',
         "Last-Modified": record.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
     }
     if status == 201:
         headers["Location"] = f"/fhir/Patient/{record.pk}/_history/{record.version}"
-    return fhir_response(mapping.record_to_fhir(record, confirmed_person_of(record)), status=status, headers=headers)
+    return fhir_response(mapping.record_to_fhir(record, person), status=status, headers=headers)
 
 
 # --- the identity feed ----------------------------------------------------------------------
@@ -108,10 +108,13 @@ def _feed(request: HttpRequest, wanted: tuple[str, str] | None, *, must_be_new: 
         actor=Actor.from_request(request),
     )
     record = result.record
+    # Matched at once (register_and_match): the event names the person the record now is, so the
+    # registration is in that patient's accounting of disclosures.
+    person = confirmed_person_of(record)
     detail = {"version": record.version, "changed": result.changed, "merged": registration.replaced_by is not None}
     action = Action.CREATE if result.created else Action.UPDATE
-    _audit(request, action, "patient-feed", resource_id=str(record.pk), detail=detail)
-    return _record_response(record, 201 if result.created else 200)
+    _audit(request, action, "patient-feed", resource_id=str(record.pk), person=person, detail=detail)
+    return _record_response(record, person, 201 if result.created else 200)
 
 
 def _conditional_delete(request: HttpRequest) -> HttpResponse:
@@ -121,8 +124,9 @@ def _conditional_delete(request: HttpRequest) -> HttpResponse:
     record = PatientRecord.objects.filter(organization=organization, identifier_system=system, local_id=value).first()
     if record is None:
         raise UnknownResource("no patient is registered under that identifier")
+    person = confirmed_person_of(record)  # before the withdrawal unlinks it
     retire_record(record=record, actor=Actor.from_request(request))
-    _audit(request, Action.DELETE, "patient-withdraw", resource_id=str(record.pk))
+    _audit(request, Action.DELETE, "patient-withdraw", resource_id=str(record.pk), person=person)
     return HttpResponse(status=204)
 
 
@@ -225,8 +229,8 @@ def patient_instance(request: HttpRequest, resource_id: str) -> HttpResponse:
             person is None or not _may_see(request, person)
         ):
             raise UnknownResource(f"Patient/{resource_id} is not known")
-        _audit(request, Action.READ, "patient-read", resource_id=resource_id)
-        return _record_response(record, 200)
+        _audit(request, Action.READ, "patient-read", resource_id=resource_id, person=person)
+        return _record_response(record, person, 200)
     if request.method == "PUT":
         raise Forbidden("a person's golden record is derived by the node and cannot be written")
     person = Person.objects.filter(euid=resource_id).first()

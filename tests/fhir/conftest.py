@@ -68,3 +68,17 @@ def patient(system: str, value: str, **overrides) -> dict:
     }
     resource.update(overrides)
     return resource
+
+
+@pytest.fixture
+def member_headers(make_member, get_token):
+    """A member talking to the node in process (Django's test client): its identifier system and
+    the headers of its requests, with a token from the real token endpoint."""
+
+    def make(name: str | None = None) -> tuple[str, dict]:
+        issued = make_member(name)
+        token = get_token(issued)["access_token"]
+        system = issued.client.organization.identifier_system_uris[0]
+        return system, {"HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_X_PURPOSE_OF_USE": "TREAT"}
+
+    return make
