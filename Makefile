@@ -64,7 +64,14 @@ $(BENCH_VENV)/.installed: benchmarks/requirements-splink.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-splink.txt
 	touch $@
 
-bench-venv: $(BENCH_VENV)/.installed
+# pseudopeople (the independent simulated population) pins its own pandas: a virtualenv of its own too.
+PSEUDOPEOPLE_VENV := .pseudopeople-venv
+$(PSEUDOPEOPLE_VENV)/.installed: benchmarks/requirements-pseudopeople.txt
+	test -x $(PSEUDOPEOPLE_VENV)/bin/python || $(PYTHON) -m venv $(PSEUDOPEOPLE_VENV)
+	$(PSEUDOPEOPLE_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-pseudopeople.txt
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.installed $(PSEUDOPEOPLE_VENV)/.installed
 
 benchmark: install bench-venv
 	$(BIN)/python benchmarks/matching_accuracy.py

@@ -1,6 +1,6 @@
 """Which rule kept each true pair apart: the pairs the node leaves in two persons, counted by rule.
 
-    .venv/bin/python benchmarks/matching_misses.py [--datasets febrl3 febrl4]
+    .venv/bin/python benchmarks/matching_misses.py [--datasets febrl3 febrl4 pseudopeople]
 
 Deduplicates each dataset with `manage.py dedupe_csv` on a fresh embedded database, then scores
 every true pair the node left in two persons again with the trained model and counts them by the
@@ -43,7 +43,7 @@ def misses(name: str, work: Path) -> dict:
     from django.core.management import call_command
     from django.db import connection
 
-    from benchmarks.matching_accuracy import HEADER, dataset
+    from benchmarks.matching_accuracy import HEADER, dataset, loadable
     from matching.compare import RecordTable
     from matching.models import PatientRecord
     from matching.selectors import active_scorer
@@ -52,7 +52,9 @@ def misses(name: str, work: Path) -> dict:
     database = Path(connection.settings_dict["NAME"])
     database.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
-    rows, _, _ = dataset(name)
+    pseudopeople = argparse.Namespace(pseudopeople_python=str(ROOT / ".pseudopeople-venv" / "bin" / "python"))
+    rows, _, _ = dataset(name, work, pseudopeople)
+    rows, _ = loadable(rows)
     source, out = work / f"{name}.csv", work / f"{name}.out.csv"
     with open(source, "w", newline="") as handle:
         writer = csv.DictWriter(handle, HEADER, extrasaction="ignore")

@@ -104,6 +104,7 @@ class RecordTable:
         self.family_tokens = _padded_codes([n.get("family_tokens") or [] for n in norms], 4)
         self.phones = _padded_codes([n.get("phones") or [] for n in norms], 3)
         self.dob = _packed_dates(self.birth_date)
+        self.birth_year = _birth_years(self.birth_date_code, self.birth_date_uniques)
         # Each given name's code among family names and the other way round (-1: none): name swaps.
         self.given_as_family = _codes_in(self.given_uniques, self.family_uniques)[self.given_code]
         self.family_as_given = _codes_in(self.family_uniques, self.given_uniques)[self.family_code]
@@ -154,6 +155,23 @@ def _packed_dates(dates: np.ndarray) -> np.ndarray:
     fixed = np.array([d if len(d) == 8 else "" for d in dates], dtype="S8")
     return fixed.view(">u8").astype(np.uint64) if len(fixed) else np.zeros(0, np.uint64)
 
+
+def _birth_years(codes: np.ndarray, uniques: np.ndarray) -> np.ndarray:
+    """The year of each YYYYMMDD birth date as an integer, 0 where the date is missing."""
+    years = np.fromiter((int(d[:4]) if len(d) == 8 and d[:4].isdigit() else 0 for d in uniques.tolist()),
+                        dtype=np.int64, count=len(uniques))  # fmt: skip
+    return years[codes] if len(years) else np.zeros(len(codes), np.int64)
+
+
+def generations_apart(table: RecordTable, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per pair: whether both birth years are known and lie a generation apart (15 to 50 years):
+    a parent and a child, whatever else they share."""
+    a, b = table.birth_year[left], table.birth_year[right]
+    gap = np.abs(a - b)
+    return (a > 0) & (b > 0) & (gap >= GENERATION_YEARS[0]) & (gap <= GENERATION_YEARS[1])
+
+
+GENERATION_YEARS = (15, 50)
 
 _BYTES = np.uint64(0x0101010101010101)
 

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 from django.conf import settings
 
-from matching.compare import FIELD_INDEX, FIELDS, MISSING, RecordTable, compare, level_of
+from matching.compare import FIELD_INDEX, FIELDS, MISSING, RecordTable, compare, generations_apart, level_of
 
 # Starting parameters, used until a model has been trained on the node's own data.
 DEFAULT_M = {
@@ -47,7 +47,9 @@ TF_FIELDS = ("given", "family")
 
 # Rules a registrar would insist on, applied after the arithmetic.
 RULE_TWINS = "twins"  # same family name and (nearly) the same birth date, clearly different given names
-RULE_GENERATION = "generation"  # Jr and Sr (or II and III) are different people
+# Jr and Sr (or II and III) are different people; so are a parent and a child of one family
+# name born 15 to 50 years apart, with or without a suffix.
+RULE_GENERATION = "generation"
 RULE_SEX_WITH_SAME_BIRTH = "different_sex_same_birth"  # possibly twins: a person decides
 RULE_HOUSEHOLD = "household"  # same family and home or phone, clearly different given names: a relative
 RULE_SSN_CONFLICT = "ssn_conflict"  # two different valid SSNs: a person decides
@@ -198,7 +200,7 @@ class Scorer:
             total += field_weights
         total = self.prior_weight + total
         probability = 1.0 / (1.0 + np.exp2(-np.clip(total, -60, 60)))
-        probability, rules = apply_rules(levels, probability)
+        probability, rules = apply_rules(levels, probability, generations_apart(table, left, right))
         left = np.asarray(left)
 
         def weights_of(pairs: list[int]) -> np.ndarray:
@@ -236,12 +238,18 @@ def _contributions(levels: list[int], weights: list[float]) -> list[dict]:
     ]
 
 
-def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def apply_rules(
+    levels: np.ndarray, probability: np.ndarray, generation_apart: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cap the probability where a registrar's rule says the arithmetic must not decide.
 
     Relatives share a family name, a home and a phone; the weights of those fields would
-    otherwise outvote a clearly different given name or SSN.
+    otherwise outvote a clearly different given name or SSN. `generation_apart` says per pair
+    whether the birth years lie a generation apart (compare.generations_apart): a father and a
+    son of the same names and home mostly come without a suffix.
     """
+    if generation_apart is None:
+        generation_apart = np.zeros(len(probability), dtype=bool)
     family = levels[:, FIELD_INDEX["family"]]
     birth = levels[:, FIELD_INDEX["birth_date"]]
     given = levels[:, FIELD_INDEX["given"]]
@@ -260,18 +268,30 @@ def apply_rules(levels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray
         | (given == level_of("given", "similar"))
         | ((given == level_of("given", "very_similar")) & (middle != level_of("middle", "exact")))
     )
+    agreeing_given = given >= level_of("given", "nickname")
     shared_home = (address >= level_of("address", "similar_street")) | (phone == level_of("phone", "same"))
     # Relatives do not share an SSN: agreement on it overrides the relative rules.
     same_ssn = ssn >= level_of("ssn", "one_digit")
 
     rules_by_name = {
         RULE_TWINS: same_family & near_birth & different_given & ~same_ssn,
-        RULE_GENERATION: suffix == level_of("suffix", "different"),
+        RULE_GENERATION: (suffix == level_of("suffix", "different")) | (similar_family & generation_apart & ~same_ssn),
         RULE_HOUSEHOLD: similar_family & shared_home & different_given & ~same_ssn,
-        RULE_SEX_WITH_SAME_BIRTH: same_family & near_birth & (sex == level_of("sex", "different")),
-        RULE_SSN_CONFLICT: ssn == level_of("ssn", "different"),
-        RULE_BIRTH_CONFLICT: birth == level_of("birth_date", "different"),
-        RULE_NAMES_DIFFER: different_given & (family == level_of("family", "different")),
+        # Twins of two sexes bear two names: with the same given name, a different sex is a slip.
+        RULE_SEX_WITH_SAME_BIRTH: same_family & near_birth & (sex == level_of("sex", "different")) & ~agreeing_given,
+        # An SSN that differs where the given name and birth date are the same is a slip that the
+        # weights can outvote (twins do not share a given name); otherwise it may be a twin
+        # (Gerald and Jerry) or a father and son of one name and home, and a person decides.
+        RULE_SSN_CONFLICT: (ssn == level_of("ssn", "different"))
+        & ~(near_birth & ~generation_apart & (given == level_of("given", "exact"))),
+        # Likewise a birth date that differs where the SSN is the same, unless a generation apart.
+        RULE_BIRTH_CONFLICT: (birth == level_of("birth_date", "different"))
+        & ~((ssn == level_of("ssn", "exact")) & ~generation_apart),
+        # Both names differ: a person decides, unless the SSN and the birth date are both the same
+        # (two identifiers of one patient, the names mistyped or recorded in another form).
+        RULE_NAMES_DIFFER: different_given
+        & (family == level_of("family", "different"))
+        & ~((ssn == level_of("ssn", "exact")) & (birth == level_of("birth_date", "exact"))),
         RULE_POSSIBLE_TWINS: same_family & near_birth & alike_given & ~same_ssn,
     }
     probability = probability.copy()

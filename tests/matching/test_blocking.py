@@ -8,7 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matching.blocking import PASSES, block_pairs, blocking_keys, candidate_pairs, key_for, pass_of
+from matching.blocking import (
+    PASSES,
+    SPLIT_PASSES,
+    block_pairs,
+    blocking_keys,
+    blocks_in_use,
+    candidate_pairs,
+    key_for,
+    pass_of,
+)
+from matching.normalize import normalise
 
 
 def _brute_force(keys, positions, ranks, decides, cap):
@@ -161,4 +171,71 @@ def test_the_family_year_migration_files_each_record_as_the_pass_does_and_back_a
     assert before.isdisjoint(now)
     assert {pass_of(key) for _, key in before} == {"fam_year"}
     migration.with_given_initial(apps, editor)
+    assert filed() == now
+
+
+def _one_town(people: int) -> list[dict]:
+    """`people` Johns of one ZIP code, each of another family, birth date and house, and no SSN."""
+    return [
+        normalise(given_name="John", family_name=f"Family{n:04d}x", address_line=f"{100 + n} Main St",
+                  birth_date=date(1900 + n % 100, 1 + n % 12, 1 + n % 28), postal_code="00000")
+        for n in range(people)
+    ]  # fmt: skip
+
+
+def test_an_oversized_block_is_split_by_birth_year_instead_of_skipped():
+    town = _one_town(600)
+    # The same John under a married name and a mistyped birth date: only the given name, the
+    # ZIP code and the birth year are left in common.
+    town.append(normalise(given_name="John", family_name="Zzyzx", birth_date=date(1905, 9, 17),
+                          address_line="9 Elm St", postal_code="00000"))  # fmt: skip
+    left, right, oversized = candidate_pairs([blocking_keys(n) for n in town], cap=500)
+    assert oversized["given_postal"] == 601
+    assert (5, 600) in set(zip(left.tolist(), right.tolist(), strict=True))
+
+
+def test_finer_blocks_add_no_pair_where_the_block_they_split_is_within_the_cap():
+    town = _one_town(40)
+    every = [blocking_keys(n) for n in town]
+    finer = {key_for(name, "") >> 59 for name in SPLIT_PASSES.values()}
+    coarse_only = [[k for k in keys if k >> 59 not in finer] for keys in every]
+    with_finer, without = candidate_pairs(every, cap=500), candidate_pairs(coarse_only, cap=500)
+    assert [a.tolist() for a in with_finer[:2]] == [a.tolist() for a in without[:2]]
+
+
+def test_split_blocks_are_counted():
+    keys = np.array(sorted({k for n in _one_town(600) for k in blocking_keys(n)}), dtype=np.int64)
+    sizes = np.where(np.array([pass_of(k) == "given_postal" for k in keys]), 600, 1)
+    used, split = blocks_in_use(sizes, keys, cap=500)
+    assert split == 1
+    assert not used[[pass_of(k) == "given_postal" for k in keys]].any()
+
+
+@pytest.mark.django_db
+def test_the_split_migration_files_each_record_as_the_finer_pass_does_and_removes_it_back():
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    from matching.blocking import pass_range
+    from matching.models import BlockingKey, PatientRecord
+    from tests.matching.factories import organization, register
+
+    migration = importlib.import_module("matching.migrations.0011_given_postal_split_keys")
+    member = organization()
+    register(member, given_name="Marisol")
+    register(member, given_name="Lucia", birth_date=None)
+    editor = SimpleNamespace(connection=connection)
+
+    def filed() -> set[tuple[int, int]]:
+        low, high = pass_range("given_postal_split")
+        return set(BlockingKey.objects.filter(key__gte=low, key__lt=high).values_list("record_id", "key"))
+
+    now = {(r.pk, k) for r in PatientRecord.objects.all() for k in blocking_keys(r.norm, passes={"given_postal_split"})}
+    assert filed() == now
+    assert len(now) == 1, "a record without a birth date is not split"
+    migration.remove_split_keys(apps, editor)
+    assert filed() == set()
+    migration.file_split_keys(apps, editor)
     assert filed() == now

@@ -10,7 +10,9 @@ from matching.normalize import normalise
 from matching.score import (
     REJECT_RULES,
     REVIEW_RULES,
+    RULE_BIRTH_CONFLICT,
     RULE_GENERATION,
+    RULE_SEX_WITH_SAME_BIRTH,
     RULE_SSN_CONFLICT,
     RULE_TWINS,
     RULES,
@@ -239,3 +241,61 @@ def test_pairs_share_a_value_wherever_it_sits_among_their_values():
     assert found.any()
     assert not found.all()
     assert (found & ((codes[left, 1] >= 0) | (codes[right, 1] >= 0)) & (codes[left, 0] != codes[right, 0])).any()
+
+
+def test_father_and_son_without_suffix_are_not_linked_automatically():
+    father = {**BASE, "given_name": "Daniel", "sex": "male", "birth_date": date(1961, 5, 2), "ssn": ""}
+    son = {**father, "birth_date": date(1989, 11, 23), "ssn": "521-43-8876"}
+    p, rules = probability(father, son)
+    assert RULE_GENERATION in rules
+    assert grade(p) == "certainly-not"
+
+
+def test_birth_years_a_generation_apart_with_the_same_ssn_are_left_to_a_person():
+    # One SSN for both: a mistyped year, not a parent and a child; a person decides.
+    record = {**BASE, "birth_date": date(1961, 5, 2)}
+    p, rules = probability(record, {**record, "birth_date": date(1987, 5, 2)})
+    assert RULE_GENERATION not in rules
+    assert grade(p) == "probable"
+
+
+def test_a_different_sex_with_the_same_names_and_birth_date_is_a_slip_not_twins():
+    # The same names, birth date and home, the sex written wrong on one record: no SSN to agree.
+    record = {**BASE, "ssn": ""}
+    p, rules = probability(record, {**record, "sex": "male"})
+    assert RULE_SEX_WITH_SAME_BIRTH not in rules
+    assert grade(p) == "certain"
+
+
+def test_twins_of_two_sexes_with_alike_names_are_left_to_a_person():
+    sister = {**BASE, "given_name": "Jordana", "ssn": ""}
+    brother = {**sister, "given_name": "Jordan", "sex": "male"}
+    p, rules = probability(sister, brother)
+    assert RULE_SEX_WITH_SAME_BIRTH in rules
+    assert grade(p) != "certain"
+
+
+def test_a_mistyped_ssn_with_the_same_names_and_birth_date_is_left_to_the_weights():
+    p, rules = probability(BASE, {**BASE, "ssn": "521-97-8312"})
+    assert RULE_SSN_CONFLICT not in rules
+    assert grade(p) == "certain"
+
+
+def test_another_ssn_without_a_birth_date_to_compare_is_left_to_a_person():
+    # A tax form has no birth date: the same names and home with another SSN may be a father and son.
+    father = {**BASE, "given_name": "Daniel", "sex": "", "birth_date": None}
+    p, rules = probability(father, {**father, "ssn": "521-97-8312"})
+    assert RULE_SSN_CONFLICT in rules
+    assert grade(p) != "certain"
+
+
+def test_a_mistyped_birth_date_with_the_same_ssn_is_left_to_the_weights():
+    p, rules = probability(BASE, {**BASE, "birth_date": date(1979, 8, 30)})
+    assert RULE_BIRTH_CONFLICT not in rules
+    assert grade(p) == "certain"
+
+
+def test_both_names_different_with_the_same_ssn_and_birth_date_are_left_to_the_weights():
+    p, rules = probability(BASE, {**BASE, "given_name": "Olumide", "family_name": "Brooks"})
+    assert "names_differ" not in rules
+    assert grade(p) == "certain"
