@@ -17,6 +17,9 @@ urlpatterns = [
     path("oauth/revoke_token", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
     path("fhir", documents.fhir_system, name="fhir-system"),
     path("fhir/metadata", capability.metadata, name="fhir-metadata"),
+    # SMART App Launch 2.0: the configuration lives under the FHIR base; the host root serves it too.
+    path("fhir/.well-known/smart-configuration", capability.well_known_smart_configuration, name="smart-configuration"),
+    path(".well-known/smart-configuration", capability.well_known_smart_configuration),
     path("fhir/DocumentReference", documents.document_reference_type, name="fhir-document-reference"),
     path("fhir/DocumentReference/_search", documents.document_reference_search, name="fhir-document-search"),
     path("fhir/DocumentReference/<str:entry_id>", documents.document_reference_instance, name="fhir-document-read"),

@@ -64,7 +64,6 @@ def test_pix_errors_follow_the_profile(member):
         (pix(riverside, "urn:oid:9.9.9|RIV-1"), 400, "code-invalid"),
         (pix(riverside, f"{riverside.system}|RIV-1", "urn:oid:9.9.9"), 403, "code-invalid"),
         (pix(riverside, "RIV-1"), 400, "invalid"),
-        (pix(riverside, f"{riverside.system}|RIV-1", purpose=None), 400, "invalid"),
         (pix(riverside, f"{riverside.system}|RIV-1", purpose="SNOOPING"), 400, "invalid"),
     ]
     for response, status, code in cases:

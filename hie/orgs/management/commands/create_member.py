@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hie.exceptions import ValidationFailed
+from hie.orgs.management.keys import add_key_arguments, read_jwks
 from hie.orgs.services import create_member
 
 
@@ -27,8 +28,20 @@ class Command(BaseCommand):
             "--scopes",
             nargs="+",
             default=sorted(settings.FHIR_SCOPES),
-            help="SMART backend-services scopes granted to the client (default: all)",
+            help="SMART backend-services scopes granted to the client, v1 or v2 form (default: all, v1 form)",
         )
+        parser.add_argument(
+            "--purposes",
+            nargs="+",
+            default=None,
+            help="HL7 PurposeOfUse codes the client may read under (default: every purpose the node knows)",
+        )
+        parser.add_argument(
+            "--default-purpose",
+            default=None,
+            help="purpose of use of the member's reads that name none (default: FHIR_DEFAULT_PURPOSE_OF_USE; '' none)",
+        )
+        add_key_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
         try:
@@ -38,6 +51,10 @@ class Command(BaseCommand):
                 scopes=options["scopes"],
                 hl7_facility=options["facility"],
                 fhir_endpoint=options["endpoint"],
+                default_purpose=options["default_purpose"],
+                purposes=options["purposes"],
+                jwks=read_jwks(options["jwks"]),
+                jwks_uri=options["jwks_uri"],
             )
         except ValidationFailed as exc:
             raise CommandError(str(exc)) from exc
@@ -51,6 +68,13 @@ class Command(BaseCommand):
                     "client_id": issued.client.client_id,
                     "client_secret": issued.client_secret,
                     "scopes": issued.client.scope_list,
+                    "purposes_of_use": issued.client.purpose_list,
+                    "default_purpose_of_use": organization.default_purpose_of_use,
+                    "client_assertion_keys": "jwks"
+                    if issued.client.jwks
+                    else "jwks_uri"
+                    if issued.client.jwks_uri
+                    else "",
                     "token_url": "/oauth/token",
                 }
             )
