@@ -29,6 +29,8 @@ def capability_statement(base_url: str) -> CapabilityStatement:
         "instantiates": [
             "https://profiles.ihe.net/ITI/PIXm/CapabilityStatement/IHE.PIXm.Manager",
             "https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier",
+            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
+            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
         ],
         "rest": [
             {
@@ -168,6 +170,22 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         ],
                     },
                     {
+                        "type": "List",
+                        "profile": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.List",
+                        "documentation": (
+                            "MHD SubmissionSets stored from ITI-65, found with ITI-66 (code submissionset); only "
+                            "the documents the requester may see are listed. Scope system/DocumentReference.read."
+                        ),
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {"name": "patient", "type": "reference", "documentation": "Patient/{EUID}"},
+                            {"name": "patient.identifier", "type": "token", "documentation": "any identifier"},
+                            {"name": "code", "type": "token", "documentation": "submissionset"},
+                            {"name": "status", "type": "token", "documentation": "current"},
+                            {"name": "identifier", "type": "token", "documentation": "the uniqueId"},
+                        ],
+                    },
+                    {
                         "type": "Task",
                         "documentation": "A gather job, its status and per-custodian progress (its requester only).",
                         "interaction": [{"code": "read"}],
@@ -191,7 +209,15 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         "interaction": [{"code": "read"}],
                     },
                 ],
-                "interaction": [{"code": "transaction", "documentation": "MHD ITI-65 Provide Document Bundle"}],
+                "interaction": [
+                    {
+                        "code": "transaction",
+                        "documentation": (
+                            "MHD ITI-65 Provide Document Bundle: DocumentReference subject as the member's "
+                            "identifier, Patient/{id} or a Patient URL of this node; an optional SubmissionSet List"
+                        ),
+                    }
+                ],
             }
         ],
     }
