@@ -68,7 +68,7 @@ def _verified(token: JWS, header: dict, client: ApiClient) -> None:
     token.allowed_algs = [header["alg"]]
     try:
         token.verify(key, alg=header["alg"])
-    except JWException:
+    except (JWException, ValueError, TypeError):  # a bad signature, or a key of another type than alg's
         raise AssertionRefused("bad signature") from None
 
 
@@ -76,7 +76,10 @@ def _instant(claims: dict, name: str) -> datetime:
     value = claims.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise AssertionRefused(f"no {name}")
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise AssertionRefused(f"{name} is not a time") from None
 
 
 def authenticate_assertion(assertion: str, *, token_url: str, client_id: str | None) -> ApiClient:

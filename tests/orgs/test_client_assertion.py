@@ -107,6 +107,16 @@ def _with_jku(client_id: str, key: jwk.JWK) -> str:
     return token.serialize()
 
 
+def test_garbage_assertions_are_invalid_client_not_errors(keyed_member, client):
+    api_client, key = keyed_member
+    for signed in ("not-a-jwt", "a.b.c", "e30.e30.", assertion(api_client.client_id, key, exp=10**20),
+                   assertion(api_client.client_id, key, aud=["http://other.example/token"]),
+                   assertion(api_client.client_id, ec_key("rsa-1"), alg="ES384")):  # fmt: skip
+        response = ask(client, signed)
+        assert response.status_code == 401, (signed, response.content)
+        assert response.json()["error"] == "invalid_client"
+
+
 def test_a_replayed_assertion_is_refused(keyed_member, client):
     api_client, key = keyed_member
     signed = assertion(api_client.client_id, key)
