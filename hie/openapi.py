@@ -10,6 +10,12 @@ TOKEN_REQUEST = {
     "properties": {
         "grant_type": {"type": "string", "enum": ["client_credentials"]},
         "scope": {"type": "string", "description": "space-separated SMART scopes; default: all granted"},
+        "client_assertion_type": {
+            "type": "string",
+            "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+            "description": "SMART private_key_jwt, instead of the client secret",
+        },
+        "client_assertion": {"type": "string", "description": "the signed JWT (RS384 or ES384) of RFC 7523"},
     },
 }
 TOKEN_RESPONSE = {
@@ -36,7 +42,7 @@ def add_oauth_endpoints(result: dict, generator: object, request: object, public
             "operationId": "oauth_token",
             "summary": "Issue an access token (OAuth2 client credentials)",
             "tags": ["oauth"],
-            "security": [{"clientBasic": []}],
+            "security": [{"clientBasic": []}, {}],  # {}: a client assertion in the body instead
             "requestBody": {"required": True, "content": {form: {"schema": TOKEN_REQUEST}}},
             "responses": {
                 "200": {"description": "a bearer token", "content": {"application/json": {"schema": TOKEN_RESPONSE}}},

@@ -246,6 +246,9 @@ FHIR_SCOPES = {
 OAUTH2_PROVIDER = {
     "SCOPES": FHIR_SCOPES,
     "SCOPES_BACKEND_CLASS": "hie.orgs.scopes.ApiClientScopes",
+    # SMART Backend Services private_key_jwt beside shared secrets (hie/orgs/oauth.py).
+    "OAUTH2_VALIDATOR_CLASS": "hie.orgs.oauth.ApiClientValidator",
+    "OAUTH2_BACKEND_CLASS": "hie.orgs.oauth.AbsoluteUriOAuthLibCore",
     # SMART backend services: access tokens live at most five minutes.
     "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("ACCESS_TOKEN_EXPIRE_SECONDS", 300),
     "ALLOWED_GRANT_TYPES": ["client_credentials"],
@@ -264,10 +267,20 @@ OAUTH2_PROVIDER = {
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
     "PKCE_REQUIRED": True,
 }
+# Clients' JWKS URLs (SMART client-confidential-asymmetric): fetched with this timeout, at most
+# this many bytes, kept this long; plain http only outside production.
+JWKS_FETCH_TIMEOUT_SECONDS = env_float("JWKS_FETCH_TIMEOUT_SECONDS", 5)
+JWKS_MAX_BYTES = env_int("JWKS_MAX_BYTES", 65536)
+JWKS_CACHE_SECONDS = env_int("JWKS_CACHE_SECONDS", 300)
+JWKS_ALLOW_HTTP = env_bool("JWKS_ALLOW_HTTP", not PRODUCTION)
+if PRODUCTION and JWKS_ALLOW_HTTP:
+    raise ImproperlyConfigured("JWKS_ALLOW_HTTP must be false in production")
 
-# FHIR API conventions. Every read names its purpose of use (HL7 v3 PurposeOfUse codes) in
-# the X-Purpose-Of-Use header; each API client may send FHIR_RATE_LIMIT requests per
-# FHIR_RATE_WINDOW seconds (0: no limit), counted in the cache shared by all web processes.
+# FHIR API conventions. Every read has a purpose of use (HL7 v3 PurposeOfUse codes): the one its
+# access token carries, else its member's default (new members get FHIR_DEFAULT_PURPOSE_OF_USE;
+# "" makes every read name one), and X-Purpose-Of-Use may narrow it to another purpose granted
+# to the client. Each API client may send FHIR_RATE_LIMIT requests per FHIR_RATE_WINDOW seconds
+# (0: no limit), counted in the cache shared by all web processes.
 FHIR_PURPOSES_OF_USE = {
     "TREAT": "treatment",
     "ETREAT": "emergency treatment",
@@ -289,6 +302,9 @@ FHIR_PURPOSES_OF_USE = {
     "HCOMPL": "compliance",
     "HSYSADMIN": "system administration",
 }
+FHIR_DEFAULT_PURPOSE_OF_USE = env("FHIR_DEFAULT_PURPOSE_OF_USE", "TREAT")
+if FHIR_DEFAULT_PURPOSE_OF_USE and FHIR_DEFAULT_PURPOSE_OF_USE not in FHIR_PURPOSES_OF_USE:
+    raise ImproperlyConfigured("FHIR_DEFAULT_PURPOSE_OF_USE must be an HL7 PurposeOfUse code the node knows, or empty")
 FHIR_RATE_LIMIT = env_int("FHIR_RATE_LIMIT", 1200)
 FHIR_RATE_WINDOW = env_int("FHIR_RATE_WINDOW", 60)
 FHIR_MAX_PAGE_SIZE = 100

@@ -58,12 +58,15 @@ RULE_NAMES_DIFFER = "names_differ"  # given and family names both disagree: what
 # Same family name and birth date, given names only alike (Sandra and Sarah, Lisa and Linda), or spelled
 # almost alike (Theresa and Teresa) without the same middle name: twins or a misspelling; a person decides.
 RULE_POSSIBLE_TWINS = "possible_twins"
+# Names, birth date and sex, and nothing else agreeing (no SSN, phone, email or home): however
+# rare the name, namesakes and misspellings look alike; a person decides (IHE PDQm: not certain).
+RULE_DEMOGRAPHICS_ONLY = "demographics_only"
 RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD, RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT,
-         RULE_NAMES_DIFFER, RULE_POSSIBLE_TWINS)  # fmt: skip
+         RULE_NAMES_DIFFER, RULE_POSSIBLE_TWINS, RULE_DEMOGRAPHICS_ONLY)  # fmt: skip
 # What each rule does: never link (a score of at most REJECT_CAP), or leave it to a person (below auto-link).
 REJECT_RULES = (RULE_TWINS, RULE_GENERATION, RULE_HOUSEHOLD)
 REVIEW_RULES = (RULE_SEX_WITH_SAME_BIRTH, RULE_SSN_CONFLICT, RULE_BIRTH_CONFLICT, RULE_NAMES_DIFFER,
-                RULE_POSSIBLE_TWINS)  # fmt: skip
+                RULE_POSSIBLE_TWINS, RULE_DEMOGRAPHICS_ONLY)  # fmt: skip
 REJECT_CAP = 0.01
 # Rules that, found between a record and any record of a candidate person, keep that person from
 # being linked automatically: the person holds a relative of the record's patient, or another SSN.
@@ -110,7 +113,10 @@ def review_threshold() -> float:
 
 
 def grade(probability: float) -> str:
-    """The IHE PDQm / FHIR match-grade of a score."""
+    """The IHE PDQm / FHIR match-grade of a score (after the registrar rules): `certain` exactly
+    where match-on-write would link on its own (services.decide), so never on names and birth date
+    alone (RULE_DEMOGRAPHICS_ONLY); `probable` in the review band, `possible` above
+    MATCH_POSSIBLE_THRESHOLD."""
     if probability >= auto_link_threshold():
         return "certain"
     if probability >= review_threshold():
@@ -272,6 +278,8 @@ def apply_rules(
     shared_home = (address >= level_of("address", "similar_street")) | (phone == level_of("phone", "same"))
     # Relatives do not share an SSN: agreement on it overrides the relative rules.
     same_ssn = ssn >= level_of("ssn", "one_digit")
+    email = levels[:, FIELD_INDEX["email"]]
+    corroborated = same_ssn | shared_home | (email == level_of("email", "same"))
 
     rules_by_name = {
         RULE_TWINS: same_family & near_birth & different_given & ~same_ssn,
@@ -293,6 +301,7 @@ def apply_rules(
         & (family == level_of("family", "different"))
         & ~((ssn == level_of("ssn", "exact")) & (birth == level_of("birth_date", "exact"))),
         RULE_POSSIBLE_TWINS: same_family & near_birth & alike_given & ~same_ssn,
+        RULE_DEMOGRAPHICS_ONLY: ~corroborated,
     }
     probability = probability.copy()
     reject = np.logical_or.reduce([rules_by_name[name] for name in REJECT_RULES])

@@ -17,8 +17,8 @@ from hie.exceptions import HieError, NotAuthenticated, ScopeMissing
 from hie.fhir.body import read_body
 from hie.fhir.conventions import check_rate, purpose_of_use
 from hie.fhir.responses import error_response, outcome_response, status_of
-from hie.orgs.models import ApiClient
-from hie.orgs.selectors import bearer_grant
+from hie.orgs.scopes import permits
+from hie.orgs.selectors import BearerGrant, bearer_grant
 
 logger = logging.getLogger(__name__)
 AccessToken = get_access_token_model()
@@ -28,8 +28,23 @@ METHOD_ACTIONS = {"GET": Action.READ, "HEAD": Action.READ, "POST": Action.CREATE
                   "DELETE": Action.DELETE}  # fmt: skip
 
 
-def authenticate_client(request: HttpRequest, scope: str) -> ApiClient:
-    """The client behind the request's bearer token, which must carry `scope`.
+WRITE_INTERACTIONS = {"POST": "c", "PUT": "u", "DELETE": "d"}
+
+
+def interaction_of(request: HttpRequest, scope: str, instance: bool) -> str:
+    """The SMART v2 permission a request needs under a v1 scope: a `read` scope reads one
+    resource (`r`, an instance URL) or searches (`s`, a type or operation URL); a `write` scope
+    creates (POST), updates (PUT; `cu` on a type URL, a conditional update that may create) or
+    deletes (DELETE)."""
+    if scope.endswith(".read"):
+        return "r" if instance else "s"
+    letters = WRITE_INTERACTIONS.get(request.method, "")
+    return "cu" if letters == "u" and not instance else letters
+
+
+def authenticate_client(request: HttpRequest, scope: str, interaction: str) -> BearerGrant:
+    """The grant of the request's bearer token, which must carry `scope` (the SMART v1 scope) or
+    v2 scopes of its resource that permit `interaction`.
 
     No or a bad, expired or revoked token is 401; a good token without the scope is 403.
     The checks are django-oauth-toolkit's (token looked up by its SHA-256 checksum, as stored
@@ -47,9 +62,10 @@ def authenticate_client(request: HttpRequest, scope: str) -> ApiClient:
         token = AccessToken.objects.get(token_checksum=checksum)
         if not token.allows_audience(request.build_absolute_uri(request.path)):
             raise NotAuthenticated("the access token is not valid for this resource")
-    if scope not in grant.scopes:
-        raise ScopeMissing(f"this request needs the scope {scope}")
-    return grant.client
+    if not permits(grant.scopes, scope, interaction):
+        resource = scope.rsplit(".", 1)[0]
+        raise ScopeMissing(f"this request needs the scope {scope} (or {resource}.{interaction})")
+    return grant
 
 
 def fhir_view(
@@ -57,9 +73,10 @@ def fhir_view(
 ) -> Callable:
     """Make a view a FHIR endpoint.
 
-    `scope` is the SMART scope the view needs, or one per HTTP method (a method not listed is
-    answered 405). Requests with a method in `reads` must declare their purpose of use, which
-    the view finds in `request.purpose_of_use`. Requests with a method in `read_only` change
+    `scope` is the SMART v1 scope the view needs, or one per HTTP method (a method not listed is
+    answered 405); v2 scopes of the same resource serve too (interaction_of). Requests with a
+    method in `reads` have a purpose of use (conventions.purpose_of_use), which the view finds in
+    `request.purpose_of_use`. Requests with a method in `read_only` change
     nothing but the audit trail: their audit events (consent decisions, the read, a refusal)
     are appended together when the request ends.
     """
@@ -81,13 +98,14 @@ def fhir_view(
                 with written_together() if request.method in read_only else nullcontext():
                     try:
                         if needed is not None:
-                            client = authenticate_client(request, needed)
-                            request.api_client = client
-                            request.api_client_id = client.client_id
-                            check_rate(client.client_id)
+                            grant = authenticate_client(request, needed, interaction_of(request, needed, bool(kwargs)))
+                            request.access_grant = grant
+                            request.api_client = grant.client
+                            request.api_client_id = grant.client.client_id
+                            check_rate(grant.client.client_id)
                             read_body(request)
-                        if request.method in reads and needed is not None:
-                            request.purpose_of_use = purpose_of_use(request)
+                            if request.method in reads:
+                                request.purpose_of_use = purpose_of_use(request, grant)
                         return view(request, *args, **kwargs)
                     except HieError as error:
                         _audit_refusal(request, event_type, error)

@@ -1,7 +1,8 @@
-"""The CapabilityStatement at /fhir/metadata: exactly what this node's FHIR API supports."""
+"""The CapabilityStatement at /fhir/metadata and the SMART configuration at
+/fhir/.well-known/smart-configuration: exactly what this node's FHIR API supports."""
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
@@ -9,6 +10,8 @@ from hie.fhir.auth import fhir_view
 from hie.fhir.conventions import PURPOSE_SYSTEM
 from hie.fhir.patient_search import SEARCH_PARAMETERS
 from hie.fhir.responses import fhir_response
+from hie.orgs.oauth import ASSERTION_ALGORITHMS
+from hie.orgs.scopes import PURPOSE_SCOPE_PREFIX, supported_scopes
 
 
 def capability_statement(base_url: str) -> CapabilityStatement:
@@ -26,13 +29,17 @@ def capability_statement(base_url: str) -> CapabilityStatement:
         "instantiates": [
             "https://profiles.ihe.net/ITI/PIXm/CapabilityStatement/IHE.PIXm.Manager",
             "https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier",
+            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
+            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
         ],
         "rest": [
             {
                 "mode": "server",
                 "documentation": (
-                    f"Every read names its purpose of use in the X-Purpose-Of-Use header ({PURPOSE_SYSTEM}: "
-                    f"{purposes}). Each client may send {settings.FHIR_RATE_LIMIT} requests per "
+                    f"Every read has a purpose of use ({PURPOSE_SYSTEM}: {purposes}): the one the access token "
+                    f"carries ({PURPOSE_SCOPE_PREFIX}CODE scopes), else the member's default; the optional "
+                    "X-Purpose-Of-Use header narrows it to another purpose the token carries. "
+                    f"Each client may send {settings.FHIR_RATE_LIMIT} requests per "
                     f"{settings.FHIR_RATE_WINDOW} s; beyond that the answer is 429 with Retry-After."
                 ),
                 "security": {
@@ -47,9 +54,10 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         }
                     ],
                     "description": (
-                        "OAuth2 client credentials (one client per member organization) at "
-                        f"{base_url.removesuffix('/fhir')}/oauth/token; SMART backend-services scopes "
-                        + ", ".join(sorted(settings.FHIR_SCOPES))
+                        "SMART Backend Services: OAuth2 client credentials (one client per member organization) "
+                        f"at {base_url.removesuffix('/fhir')}/oauth/token, the client authenticated by a signed "
+                        "client assertion (private_key_jwt) or its shared secret; SMART v1 or v2 system scopes "
+                        "(see .well-known/smart-configuration)"
                     ),
                     "extension": [
                         {
@@ -168,6 +176,22 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         ],
                     },
                     {
+                        "type": "List",
+                        "profile": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.List",
+                        "documentation": (
+                            "MHD SubmissionSets stored from ITI-65, found with ITI-66 (code submissionset); only "
+                            "the documents the requester may see are listed. Scope system/DocumentReference.read."
+                        ),
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {"name": "patient", "type": "reference", "documentation": "Patient/{EUID}"},
+                            {"name": "patient.identifier", "type": "token", "documentation": "any identifier"},
+                            {"name": "code", "type": "token", "documentation": "submissionset"},
+                            {"name": "status", "type": "token", "documentation": "current"},
+                            {"name": "identifier", "type": "token", "documentation": "the uniqueId"},
+                        ],
+                    },
+                    {
                         "type": "Task",
                         "documentation": "A gather job, its status and per-custodian progress (its requester only).",
                         "interaction": [{"code": "read"}],
@@ -191,7 +215,15 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         "interaction": [{"code": "read"}],
                     },
                 ],
-                "interaction": [{"code": "transaction", "documentation": "MHD ITI-65 Provide Document Bundle"}],
+                "interaction": [
+                    {
+                        "code": "transaction",
+                        "documentation": (
+                            "MHD ITI-65 Provide Document Bundle: DocumentReference subject as the member's "
+                            "identifier, Patient/{id} or a Patient URL of this node; an optional SubmissionSet List"
+                        ),
+                    }
+                ],
             }
         ],
     }
@@ -202,3 +234,30 @@ def capability_statement(base_url: str) -> CapabilityStatement:
 @fhir_view(scope=None)
 def metadata(request: HttpRequest) -> HttpResponse:
     return fhir_response(capability_statement(request.build_absolute_uri("/fhir")))
+
+
+def smart_configuration(token_url: str, revoke_url: str) -> dict:
+    """SMART App Launch 2.0 §Conformance, for backend services (no authorization endpoint: only the
+    client credentials grant is offered)."""
+    return {
+        "token_endpoint": token_url,
+        "revocation_endpoint": revoke_url,
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "scopes_supported": supported_scopes(),
+        "capabilities": [
+            "client-confidential-asymmetric",
+            "client-confidential-symmetric",
+            "permission-v1",
+            "permission-v2",
+        ],
+    }
+
+
+@require_GET
+def well_known_smart_configuration(request: HttpRequest) -> HttpResponse:
+    """GET [base]/.well-known/smart-configuration: public, like the CapabilityStatement."""
+    document = smart_configuration(request.build_absolute_uri("/oauth/token"),
+                                   request.build_absolute_uri("/oauth/revoke_token"))  # fmt: skip
+    return JsonResponse(document, headers={"Cache-Control": "public, max-age=3600"})

@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.list import List as FhirList
 from pydantic import ValidationError
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
@@ -29,6 +30,9 @@ MHD_RESOURCES = {"DocumentReference", "Binary", "List"}
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")  # RFC 3986 section 2.3
 PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+# A Patient id as the node hands them out: a member's record (a number) or a person (an EUID).
+_PATIENT_ID = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
 
 
 @dataclass
@@ -38,9 +42,11 @@ class DocumentSubmission:
     where: str  # "Bundle.entry[i]", for error messages
     master_system: str
     master_value: str
-    patient_system: str
+    patient_system: str  # the subject as an identifier ...
     patient_value: str
     content_type: str
+    patient_id: str = ""  # ... or as Patient/<id>: a member's record id or an EUID (hie.locator resolves it)
+    binary_url: str = ""  # the fullUrl of the Binary entry that holds the content, if one does
     url: str = ""  # by reference
     data: bytes | None = None  # by value
     size: int | None = None
@@ -65,10 +71,23 @@ class DocumentSubmission:
 
 
 @dataclass
+class SubmissionList:
+    """The SubmissionSet List of an ITI-65 transaction."""
+
+    identifier_system: str
+    identifier_value: str
+    documents: list[int]  # indexes into Submission.documents of the DocumentReferences it lists
+    resource: dict
+
+
+@dataclass
 class Submission:
     documents: list[DocumentSubmission]
     entry_kinds: list[str]  # the resource type of each Bundle entry, in order (the response answers each)
     submission_set: str = ""  # List (SubmissionSet) identifier, "system|value"
+    # Per Bundle entry: the index of the document it is (DocumentReference) or holds the content of (Binary)
+    entry_documents: list[int | None] = field(default_factory=list)
+    submission_list: SubmissionList | None = None
 
 
 def _token(coding: dict | None) -> str:
@@ -100,8 +119,9 @@ def _identifier(identifier: dict | None) -> str:
     return f"{identifier.get('system', '')}|{identifier['value']}"
 
 
-def parse_transaction(body: bytes) -> Submission:
-    """An ITI-65 transaction Bundle as a Submission; raises ValidationFailed naming the entry at fault."""
+def parse_transaction(body: bytes, *, fhir_base: str = "") -> Submission:
+    """An ITI-65 transaction Bundle as a Submission; raises ValidationFailed naming the entry at fault.
+    `fhir_base` is the node's FHIR base URL: a subject given as an absolute URL must be under it."""
     content = parse_json(body)
     if not isinstance(content, dict) or content.get("resourceType") != "Bundle":
         raise ValidationFailed("the body must be a Bundle resource")
@@ -116,7 +136,9 @@ def parse_transaction(body: bytes) -> Submission:
         raise ValidationFailed("Bundle.entry must be a list")
     kinds = []
     binaries: dict[str, bytes] = {}
+    binary_entries: dict[str, int] = {}
     submission_set = ""
+    lists = []
     documents = []
     for i, entry in enumerate(entries):
         where = f"Bundle.entry[{i}]"
@@ -128,15 +150,53 @@ def parse_transaction(body: bytes) -> Submission:
         if kind == "Binary":
             binary = _validated(Binary, resource, where)
             binaries[entry.get("fullUrl", "")] = _decode(binary.data, where)
+            binary_entries[entry.get("fullUrl", "")] = i
         elif kind == "List":
+            _validated(FhirList, resource, where)
+            lists.append((where, resource))
             identifiers = resource.get("identifier") or []
             submission_set = _identifier(identifiers[0]) if identifiers else ""
         else:
-            documents.append((where, _validated(DocumentReference, resource, where)))
+            documents.append((i, where, entry.get("fullUrl", ""), _validated(DocumentReference, resource, where)))
     if not documents:
         raise ValidationFailed("the Bundle holds no DocumentReference")
-    parsed = [_document(where, ref.model_dump(mode="json", exclude_none=True), binaries) for where, ref in documents]
-    return Submission(parsed, kinds, submission_set)
+    parsed = [_document(where, ref.model_dump(mode="json", exclude_none=True), binaries, fhir_base)
+              for _, where, _, ref in documents]  # fmt: skip
+    entry_documents: list[int | None] = [None] * len(entries)
+    for n, (i, *_) in enumerate(documents):
+        entry_documents[i] = n
+    for url, i in binary_entries.items():
+        owners = [n for n, document in enumerate(parsed) if document.binary_url == url]
+        if not owners:
+            raise ValidationFailed(f"Bundle.entry[{i}]: no DocumentReference of the Bundle names this Binary")
+        entry_documents[i] = owners[0]
+    if len(lists) > 1:
+        raise ValidationFailed(f"{lists[1][0]}: an MHD submission holds one SubmissionSet List")
+    listed = _submission_list(*lists[0], [url for _, _, url, _ in documents]) if lists else None
+    return Submission(parsed, kinds, submission_set, entry_documents, listed)
+
+
+def _submission_list(where: str, resource: dict, document_urls: list[str]) -> SubmissionList:
+    """MHD 4.2 SubmissionSet: a List with status current, mode working, code submissionset, a
+    uniqueId identifier, and entries naming the Bundle's DocumentReferences by fullUrl."""
+    if resource.get("status") != "current" or resource.get("mode") != "working":
+        raise ValidationFailed(f"{where}: a SubmissionSet List has status current and mode working (MHD)")
+    codes = [(c.get("system"), c.get("code")) for c in (resource.get("code") or {}).get("coding") or []]
+    if (MHD_LIST_TYPES, "submissionset") not in codes:
+        raise ValidationFailed(f"{where}: a SubmissionSet List has the code {MHD_LIST_TYPES}|submissionset")
+    identifiers = [i for i in resource.get("identifier") or [] if i.get("value")]
+    official = next((i for i in identifiers if i.get("use") == "official"), identifiers[0] if identifiers else None)
+    if official is None:
+        raise ValidationFailed(f"{where}: a SubmissionSet List needs its uniqueId as an identifier")
+    listed = []
+    for item in resource.get("entry") or []:
+        reference = (item.get("item") or {}).get("reference", "")
+        if reference not in document_urls:
+            raise ValidationFailed(f"{where}: List.entry must name DocumentReferences of the Bundle by fullUrl")
+        listed.append(document_urls.index(reference))
+    if not listed:
+        raise ValidationFailed(f"{where}: a SubmissionSet List names the DocumentReferences it submits")
+    return SubmissionList(official.get("system", ""), official["value"], listed, resource)
 
 
 def _validated(model: type, resource: dict, where: str) -> object:
@@ -175,7 +235,22 @@ def reference_url(url: str, where: str) -> str:
     return parsed._replace(port=port, fragment=None).url
 
 
-def _document(where: str, resource: dict, binaries: dict[str, bytes]) -> DocumentSubmission:
+def _patient_id(reference: str, fhir_base: str, where: str) -> str:
+    """The id of a subject reference: `Patient/<id>`, or the absolute URL of a Patient of this node
+    (`{fhir_base}/Patient/<id>`, as PDQm fullUrls and PIXm targetIds name them)."""
+    prefix = f"{fhir_base.rstrip('/')}/Patient/" if fhir_base else None
+    if prefix and reference.startswith(prefix):
+        patient_id = reference.removeprefix(prefix)
+    elif reference.startswith("Patient/"):
+        patient_id = reference.removeprefix("Patient/")
+    else:
+        raise ValidationFailed(f"{where}: subject.reference must be Patient/<id> or the URL of a Patient of this node")
+    if not _PATIENT_ID.match(patient_id):
+        raise ValidationFailed(f"{where}: subject.reference must name a Patient by its id")
+    return patient_id
+
+
+def _document(where: str, resource: dict, binaries: dict[str, bytes], fhir_base: str = "") -> DocumentSubmission:
     """A DocumentReference (JSON already validated with fhir.resources) in the locator's terms."""
     master = resource.get("masterIdentifier") or {}
     if not master.get("value"):
@@ -184,20 +259,22 @@ def _document(where: str, resource: dict, binaries: dict[str, bytes]) -> Documen
         raise ValidationFailed(f"{where}: a submitted DocumentReference has status current")
     subject = resource.get("subject") or {}
     patient = subject.get("identifier") or {}
-    if not patient.get("system") or not patient.get("value"):
-        raise ValidationFailed(f"{where}: subject must give the patient's identifier (system and value)")
+    patient_id = _patient_id(subject["reference"], fhir_base, where) if subject.get("reference") else ""
+    if not patient_id and (not patient.get("system") or not patient.get("value")):
+        raise ValidationFailed(f"{where}: subject must be Patient/<id>, a Patient URL of this node, or the patient's "
+                               "identifier (system and value)")  # fmt: skip
     contents = resource.get("content") or []
     if len(contents) != 1:
         raise ValidationFailed(f"{where}: exactly one content is supported")
     attachment = contents[0].get("attachment") or {}
     if not attachment.get("contentType"):
         raise ValidationFailed(f"{where}: content.attachment.contentType is required")
-    url, data = attachment.get("url", ""), None
+    url, data, binary_url = attachment.get("url", ""), None, ""
     if "data" in attachment:
         data = _decode(attachment["data"], where)
         url = ""
     elif url in binaries:
-        data, url = binaries[url], ""
+        data, url, binary_url = binaries[url], "", url
     elif url.startswith("urn:"):
         raise ValidationFailed(f"{where}: content.attachment.url names no Binary of the Bundle")
     elif not url.lower().startswith(("http://", "https://")):
@@ -220,8 +297,10 @@ def _document(where: str, resource: dict, binaries: dict[str, bytes]) -> Documen
         where=where,
         master_system=master.get("system", ""),
         master_value=master["value"],
-        patient_system=patient["system"],
-        patient_value=patient["value"],
+        patient_system="" if patient_id else patient["system"],
+        patient_value="" if patient_id else patient["value"],
+        patient_id=patient_id,
+        binary_url=binary_url,
         content_type=attachment["contentType"],
         url=url,
         data=data,
@@ -297,3 +376,14 @@ def document_from_custodian(resource: dict, identifier_system: str, local_id: st
     resource.pop("id", None)
     resource.pop("meta", None)
     return _document(where, resource, {})
+
+
+def submission_set_resource(submission: object, visible_entry_ids: list[int]) -> dict:
+    """A stored SubmissionSet as the List a member sees: its id, and only the entries the member
+    may see (hidden documents are left out, as ITI-67 leaves them out)."""
+    resource = dict(submission.resource)
+    resource["id"] = str(submission.pk)
+    resource["meta"] = {"versionId": "1", "lastUpdated": submission.created_at.isoformat()}
+    shown = {f"DocumentReference/{pk}" for pk in visible_entry_ids}
+    resource["entry"] = [item for item in resource.get("entry") or [] if item["item"]["reference"] in shown]
+    return resource

@@ -1,5 +1,5 @@
-"""MHD endpoints: Provide Document Bundle (ITI-65), Find Document References (ITI-67) and
-Retrieve Document (ITI-68), every read through consent.decide()."""
+"""MHD endpoints: Provide Document Bundle (ITI-65), Find Lists (ITI-66), Find Document References
+(ITI-67) and Retrieve Document (ITI-68), every read through consent.decide()."""
 
 import uuid
 
@@ -17,11 +17,20 @@ from hie.exchange.services import start_gather
 from hie.fhir import document as mapping
 from hie.fhir import task as task_mapping
 from hie.fhir.auth import fhir_view
+from hie.fhir.conventions import purpose_of_use
 from hie.fhir.patient import euid_system, parse_token
 from hie.fhir.patient_search import DEFAULT_COUNT, non_negative
 from hie.fhir.responses import fhir_response, json_response
 from hie.locator.custodian import fetch_content
-from hie.locator.selectors import DocumentCriteria, document_entry, documents_of_person, visible_documents
+from hie.locator.selectors import (
+    DocumentCriteria,
+    document_entry,
+    documents_of_person,
+    entries_of,
+    submission_set,
+    submission_sets_of_person,
+    visible_documents,
+)
 from hie.locator.services import register_documents
 from matching.models import Person
 from matching.selectors import confirmed_person_of, identified_record, person_by_euid
@@ -52,24 +61,29 @@ def _base(request: HttpRequest) -> str:
 @fhir_view(scope={"POST": WRITE})
 def fhir_system(request: HttpRequest) -> HttpResponse:
     """POST /fhir with a transaction Bundle: MHD Provide Document Bundle (ITI-65)."""
-    submission = mapping.parse_transaction(request.body)
-    registered = register_documents(
+    submission = mapping.parse_transaction(request.body, fhir_base=request.build_absolute_uri("/fhir"))
+    if any(document.patient_id for document in submission.documents):
+        # Resolving another member's record as the subject is a read of that link: consent decides.
+        request.purpose_of_use = purpose_of_use(request, request.access_grant)
+    registration = register_documents(
         custodian=request.api_client.organization,
         documents=submission.documents,
         submission_set=submission.submission_set,
         actor=Actor.from_request(request),
+        submission_list=submission.submission_list,
+        purpose=request.purpose_of_use,
     )
-    answers = iter(registered)
     entries = []
-    for kind in submission.entry_kinds:
-        if kind == "DocumentReference":
-            item = next(answers)
-            status = "201 Created" if item.created else "200 OK"
-            location = f"DocumentReference/{item.entry.pk}/_history/{item.entry.version}"
-            entries.append({"response": {"status": status, "location": location}})
+    for kind, document in zip(submission.entry_kinds, submission.entry_documents, strict=True):
+        if kind == "List":
+            created, location = registration.submission_set_created, f"List/{registration.submission_set.pk}"
         else:
-            # Binary content is kept with its DocumentReference; a SubmissionSet is kept as its identifier.
-            entries.append({"response": {"status": "200 OK"}})
+            item = registration.documents[document]
+            created = item.created
+            # A Binary's content is served as the document's (ITI-68 Binary/{id}).
+            location = (f"DocumentReference/{item.entry.pk}/_history/{item.entry.version}"
+                        if kind == "DocumentReference" else f"Binary/{item.entry.pk}")  # fmt: skip
+        entries.append({"response": {"status": "201 Created" if created else "200 OK", "location": location}})
     # MHD ITI-65: one response entry per request entry, in the same order.
     bundle = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
     return fhir_response(Bundle.model_validate(bundle))
@@ -248,3 +262,74 @@ def task_instance(request: HttpRequest, task_id: str) -> HttpResponse:
         raise UnknownResource(f"Task/{task_id} is not known")
     _audit(request, Action.READ, "gather-status", resource_id=job.pk, person_euid=job.person.euid)
     return fhir_response(task_mapping.job_to_fhir(job))
+
+
+# --- ITI-66 ----------------------------------------------------------------------------------
+
+LIST_PARAMETERS = {"patient", "patient.identifier", "code", "status", "identifier", "_count", "_offset", "_format"}
+
+
+def _visible_list(request: HttpRequest, submission: object, person: Person) -> list[int]:
+    """The ids of the List's documents the requester may see (consent per custodian and label)."""
+    visible, decisions = visible_documents(person, entries_of(submission), request.api_client.organization,
+                                           request.purpose_of_use)  # fmt: skip
+    if decisions:
+        audit_decisions(actor=Actor.from_request(request), person=person, decisions=decisions,
+                        purpose=request.purpose_of_use)  # fmt: skip
+    return [entry.pk for entry in visible]
+
+
+@fhir_view(scope={"GET": READ})
+def list_instance(request: HttpRequest, list_id: str) -> HttpResponse:
+    """GET List/{id}: a SubmissionSet, with the documents the requester may see; 404 if it may see none."""
+    submission = submission_set(list_id)
+    person = confirmed_person_of(submission.record) if submission is not None else None
+    visible = _visible_list(request, submission, person) if person is not None else []
+    if not visible:
+        raise UnknownResource(f"List/{list_id} is not known")
+    _audit(request, Action.READ, "list-read", resource_id=submission.pk, person_euid=person.euid)
+    return json_response(mapping.submission_set_resource(submission, visible))
+
+
+@fhir_view(scope={"GET": READ})
+def list_type(request: HttpRequest) -> HttpResponse:
+    """GET List?patient=…: MHD ITI-66 Find Lists, SubmissionSets only (code=submissionset)."""
+    query = request.GET
+    unknown = sorted(set(query) - LIST_PARAMETERS)
+    if unknown:
+        raise ValidationFailed("unsupported search parameter(s): " + ", ".join(unknown))
+    codes = [c for value in query.getlist("code") for c in value.split(",")]
+    statuses = [s for value in query.getlist("status") for s in value.split(",")]
+    count = max(1, min(non_negative(query, "_count", DEFAULT_COUNT), settings.FHIR_MAX_PAGE_SIZE))
+    offset = non_negative(query, "_offset", 0)
+    person = _patient(query)
+    wanted = (not codes or any(c.rsplit("|", 1)[-1] == "submissionset" for c in codes)) and (
+        not statuses or "current" in statuses
+    )
+    identifiers = [i for value in query.getlist("identifier") for i in value.split(",")]
+    found = submission_sets_of_person(person, identifiers=identifiers) if person is not None and wanted else []
+    shown = [(s, ids) for s in found if (ids := _visible_list(request, s, person))]
+    page = shown[offset : offset + count]
+    _audit(request, Action.READ, "list-search", person_euid=person.euid if person else "",
+           detail={"total": len(shown), "returned": len(page)})  # fmt: skip
+    base = _base(request)
+    links = [{"relation": "self", "url": request.build_absolute_uri()}]
+    if offset + count < len(shown):
+        paged = query.copy()
+        paged["_offset"] = str(offset + count)
+        links.append({"relation": "next", "url": request.build_absolute_uri(f"/fhir/List?{paged.urlencode()}")})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(shown),
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/fhir/List/{s.pk}",
+                "resource": mapping.submission_set_resource(s, ids),
+                "search": {"mode": "match"},
+            }
+            for s, ids in page
+        ],
+    }
+    return json_response(bundle)

@@ -245,6 +245,10 @@ def parse_match_request(body: bytes) -> MatchRequest:
     if not isinstance(resource, dict):
         raise ValidationFailed("$match needs a resource parameter holding a Patient")
     patient = parse_resource(resource, FhirPatient, "the Patient to match")
+    # ITI-119: onlyCertainMatches is a boolean and count an integer; another value[x] is refused, not ignored.
+    for name, value_type in (("onlyCertainMatches", "valueBoolean"), ("count", "valueInteger")):
+        if name in by_name and value_type not in by_name[name]:
+            raise ValidationFailed(f"{name} must be given as {value_type}")
     only_certain = by_name.get("onlyCertainMatches", {}).get("valueBoolean", False)
     count = by_name.get("count", {}).get("valueInteger", MATCH_COUNT_DEFAULT)
     if not isinstance(only_certain, bool):

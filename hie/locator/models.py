@@ -86,3 +86,31 @@ class CustodianAccess(models.Model):
 
     def __str__(self) -> str:
         return f"access to the documents of organization {self.organization_id}"
+
+
+class SubmissionSet(models.Model):
+    """An MHD SubmissionSet (the List of an ITI-65 submission): which documents a custodian sent
+    together, for one patient record. Kept as sent (its entries pointed at the stored documents),
+    readable and searchable as a List (ITI-66)."""
+
+    custodian = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="submission_sets")
+    record = models.ForeignKey("matching.PatientRecord", on_delete=models.PROTECT, related_name="submission_sets")
+    # List.identifier: the uniqueId (official), what makes a repeated submission idempotent
+    identifier_system = models.CharField(max_length=255)
+    identifier_value = models.CharField(max_length=255)
+    entries = models.ManyToManyField(DocumentEntry, related_name="submission_sets")
+    # The List as the node answers it, less what depends on the request (id, entry references).
+    resource = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["custodian", "identifier_system", "identifier_value"],
+                name="submission_set_unique_per_custodian",
+            )
+        ]
+        indexes = [models.Index(fields=["record"]), models.Index(fields=["identifier_value"])]
+
+    def __str__(self) -> str:
+        return f"submission set {self.pk}"

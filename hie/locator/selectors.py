@@ -8,7 +8,7 @@ from django.utils import timezone
 from consent.decide import Decision, decide
 from consent.selectors import consents_of_person, implicit_policies
 from hie.datesearch import date_matches
-from hie.locator.models import DocumentEntry
+from hie.locator.models import DocumentEntry, SubmissionSet
 from matching.models import Link, LinkState, Person
 
 
@@ -117,3 +117,25 @@ def visible_documents(
             visible.append(entry)
     about = [({"custodian": custodian, "labels": sorted(labels)}, d) for (custodian, labels), d in decisions.items()]
     return visible, about
+
+
+def submission_set(list_id: str) -> SubmissionSet | None:
+    if not list_id.isdecimal():
+        return None
+    return SubmissionSet.objects.select_related("record").filter(pk=int(list_id)).first()
+
+
+def submission_sets_of_person(person: Person, *, identifiers: list[str]) -> list[SubmissionSet]:
+    """The person's SubmissionSets at every custodian (MHD ITI-66), newest first; `identifiers`
+    ("system|value" or a bare value) narrows them to those with one of these uniqueIds."""
+    records = Link.objects.filter(person=person, state=LinkState.MATCH).values("record_id")
+    found = SubmissionSet.objects.filter(record_id__in=records).order_by("-created_at", "-pk")
+    sets = list(found)
+    if identifiers:
+        sets = [s for s in sets if any(token_matches(i, f"{s.identifier_system}|{s.identifier_value}")
+                                       for i in identifiers)]  # fmt: skip
+    return sets
+
+
+def entries_of(submission: SubmissionSet) -> list[DocumentEntry]:
+    return list(submission.entries.select_related("custodian").order_by("pk"))

@@ -7,14 +7,17 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from consent.decide import decide
+from consent.services import audit_decision
 from hie.audit.models import Action
 from hie.audit.services import Actor, record_event
 from hie.exceptions import Conflict, Forbidden, Unprocessable, ValidationFailed
 from hie.exchange.models import EventKind
 from hie.exchange.notifications import emit
-from hie.locator.models import DocumentEntry, DocumentStatus
+from hie.locator.models import DocumentEntry, DocumentStatus, SubmissionSet
 from hie.orgs.models import Organization
-from matching.models import PatientRecord
+from matching.models import LinkState, PatientRecord
+from matching.selectors import confirmed_person_of, person_by_euid
 
 
 @dataclass
@@ -23,11 +26,26 @@ class Registered:
     created: bool  # False: the same document was registered before (the submission is repeated)
 
 
+@dataclass
+class Registration:
+    documents: list[Registered]  # in the submission's order
+    submission_set: SubmissionSet | None = None
+    submission_set_created: bool = False
+
+
 def _digest(data: bytes) -> tuple[str, str]:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
 
 
-def _record(custodian: Organization, document: object) -> PatientRecord:
+def _record(custodian: Organization, document: object, *, purpose: str, actor: Actor) -> PatientRecord:
+    """The submitter's own record of the document's patient, named by an identifier of the
+    submitter's, or as Patient/<id> (its own record, another member's record of the same person,
+    or the person's EUID)."""
+    if document.patient_id:
+        record = _referenced_record(custodian, document.patient_id, purpose=purpose, actor=actor)
+        if record is None:
+            raise Unprocessable(f"{document.where}: the patient is not registered with the node; register it first")
+        return record
     if document.patient_system not in custodian.identifier_system_uris:
         raise Forbidden(f"{document.where}: the patient must be given by an identifier of the submitter's own")
     record = PatientRecord.objects.filter(
@@ -36,6 +54,34 @@ def _record(custodian: Organization, document: object) -> PatientRecord:
     if record is None:
         raise Unprocessable(f"{document.where}: the patient is not registered with the node; register it first")
     return record
+
+
+def _referenced_record(custodian: Organization, patient_id: str, *, purpose: str, actor: Actor) -> PatientRecord | None:
+    """The custodian's active record confirmed as the person Patient/<patient_id> names; None when
+    there is none, or when the id is another member's record that consent hides from the
+    custodian (a refusal tells no more than an unknown patient: that record's link to the
+    custodian's own is what consent protects)."""
+    if patient_id.isdecimal():
+        named = PatientRecord.objects.filter(pk=int(patient_id)).first()
+        if named is None or named.organization_id == custodian.pk:
+            return named if named is not None and named.active else None
+        person = confirmed_person_of(named)
+        if person is None:
+            return None
+        decision = decide(person, custodian, purpose)
+        audit_decision(actor=actor, person=person, decision=decision, purpose=purpose)
+        if not decision.permitted:
+            return None
+    else:
+        person = person_by_euid(patient_id)
+        if person is None:
+            return None
+    return (
+        PatientRecord.objects.filter(organization=custodian, active=True, links__person=person,
+                                     links__state=LinkState.MATCH)
+        .order_by("pk")
+        .first()
+    )  # fmt: skip
 
 
 def _replaced(custodian: Organization, document: object) -> list[DocumentEntry]:
@@ -60,13 +106,21 @@ def _same(entry: DocumentEntry, document: object, sha1: str) -> bool:
 
 @transaction.atomic
 def register_documents(
-    *, custodian: Organization, documents: list, submission_set: str, actor: Actor
-) -> list[Registered]:
-    """Register every document of a submission; a document already registered under the same
-    master identifier with the same content is returned as it is (a repeated submission)."""
+    *,
+    custodian: Organization,
+    documents: list,
+    submission_set: str,
+    actor: Actor,
+    submission_list: object | None = None,
+    purpose: str = "",
+) -> Registration:
+    """Register every document of a submission, and its SubmissionSet List if it has one; a
+    document (or List) already registered under the same identifier with the same content is
+    returned as it is (a repeated submission). `purpose` is the purpose of use under which a
+    subject given as another member's record is resolved (consent decides)."""
     plans = []
     for document in documents:
-        record = _record(custodian, document)
+        record = _record(custodian, document, purpose=purpose, actor=actor)
         if document.data is not None:
             sha1, sha256 = _digest(document.data)
             if document.sha1 and document.sha1 != sha1:
@@ -121,10 +175,49 @@ def register_documents(
         reported = {"document": f"DocumentReference/{entry.pk}", "custodian": f"Organization/{custodian.pk}"}
         emit(EventKind.DOCUMENT_REGISTERED, record=record, source=custodian, detail=reported)
         registered.append(Registered(entry, created=True))
+    registration = Registration(registered)
+    if submission_list is not None:
+        registration.submission_set, registration.submission_set_created = _register_list(
+            custodian, submission_list, registered, [plan[1] for plan in plans]
+        )
+    listed_pk = registration.submission_set.pk if registration.submission_set else None
     record_event(actor=actor, action=Action.CREATE, event_type="document-register", resource_type="DocumentReference",
                  detail={"created": [r.entry.pk for r in registered if r.created],
-                         "repeated": [r.entry.pk for r in registered if not r.created]})  # fmt: skip
-    return registered
+                         "repeated": [r.entry.pk for r in registered if not r.created],
+                         "submission_set": listed_pk})  # fmt: skip
+    return registration
+
+
+def _register_list(
+    custodian: Organization, listed: object, registered: list[Registered], records: list[PatientRecord]
+) -> tuple[SubmissionSet, bool]:
+    """Store the SubmissionSet List (MHD ITI-65): its entries point at the stored documents."""
+    entries = [registered[i].entry for i in listed.documents]
+    patients = {records[i].pk for i in listed.documents}
+    if len(patients) != 1:
+        raise Unprocessable("the documents of one SubmissionSet are all of the same patient (MHD)")
+    # Locks the custodian's List of this identifier, if any: two submissions of one List serialise.
+    existing = (
+        SubmissionSet.objects.select_for_update()
+        .filter(custodian=custodian, identifier_system=listed.identifier_system,
+                identifier_value=listed.identifier_value)
+        .first()
+    )  # fmt: skip
+    if existing is not None:
+        if {e.pk for e in existing.entries.all()} != {e.pk for e in entries}:
+            raise Conflict("this SubmissionSet identifier is registered already for other documents")
+        return existing, False
+    items = zip(listed.resource["entry"], entries, strict=True)
+    pointed = [{**item, "item": {"reference": f"DocumentReference/{entry.pk}"}} for item, entry in items]
+    resource = {**listed.resource, "entry": pointed}
+    resource.pop("id", None)
+    resource.pop("meta", None)
+    submission_set = SubmissionSet.objects.create(
+        custodian=custodian, record=records[listed.documents[0]], identifier_system=listed.identifier_system,
+        identifier_value=listed.identifier_value, resource=resource,
+    )  # fmt: skip
+    submission_set.entries.set(entries)
+    return submission_set, True
 
 
 @transaction.atomic

@@ -3,7 +3,6 @@ proves an HL7 v2 sender to be one of them (a client certificate, an allow-listed
 
 import ipaddress
 
-from django.conf import settings
 from django.db import models
 from django.utils.functional import cached_property
 from oauth2_provider.models import AbstractApplication
@@ -17,6 +16,11 @@ class Organization(models.Model):
         max_length=180, unique=True, null=True, blank=True, help_text="HL7 v2 sending facility (MSH-4) code"
     )
     fhir_endpoint = models.URLField(blank=True, help_text="FHIR base URL used to fetch documents it holds")
+    default_purpose_of_use = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="HL7 PurposeOfUse code of its reads when neither the access token nor the request names one",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -97,6 +101,13 @@ class ApiClient(AbstractApplication):
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="api_clients")
     allowed_scopes = models.TextField(help_text="Space-separated SMART backend-services scopes")
+    purposes_of_use = models.TextField(
+        blank=True, help_text="Space-separated HL7 PurposeOfUse codes the client may read under"
+    )
+    # SMART client-confidential-asymmetric: the public keys that verify its client assertions,
+    # registered as a JWK Set, or the https URL the node fetches one from.
+    jwks = models.JSONField(null=True, blank=True, help_text="Public JWK Set of the client's assertion keys")
+    jwks_uri = models.URLField(blank=True, help_text="URL of the client's public JWK Set")
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractApplication.Meta):
@@ -115,6 +126,21 @@ class ApiClient(AbstractApplication):
     def scope_list(self) -> list[str]:
         return self.allowed_scopes.split()
 
+    @property
+    def purpose_list(self) -> list[str]:
+        return self.purposes_of_use.split()
 
-def valid_scopes() -> set[str]:
-    return set(settings.FHIR_SCOPES)
+
+class UsedClientAssertion(models.Model):
+    """The jti of every client assertion accepted, until it expires: an assertion is good once
+    (RFC 7523 §3, SMART Backend Services)."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="used_assertions")
+    jti = models.CharField(max_length=255)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "jti"], name="client_assertion_used_once")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}:{self.jti}"

@@ -43,12 +43,13 @@ class BearerGrant:
     unexpired: bool
     usable: bool  # the client is neither revoked nor of an inactive organization
     resource_bound: bool  # RFC 8707 audience restriction (checked the slower way)
+    purposes: frozenset[str]  # the purposes of use granted to the client (the token may carry fewer)
 
 
 # What a request uses of the client's organization (text and a flag: no conversions needed).
-_ORGANIZATION_COLUMNS = ["id", "name", "hl7_facility", "fhir_endpoint", "active"]
+_ORGANIZATION_COLUMNS = ["id", "name", "hl7_facility", "fhir_endpoint", "default_purpose_of_use", "active"]
 _BEARER_GRANT = f"""
-    SELECT t.expires > %s, t.scope, t.resource, a.id, a.client_id, a.revoked_at,
+    SELECT t.expires > %s, t.scope, t.resource, a.id, a.client_id, a.revoked_at, a.purposes_of_use,
            {", ".join(f"o.{column}" for column in _ORGANIZATION_COLUMNS)}
     FROM {AccessToken._meta.db_table} t
     JOIN {ApiClient._meta.db_table} a ON a.id = t.application_id
@@ -65,7 +66,7 @@ def bearer_grant(token_checksum: str) -> BearerGrant | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    unexpired, scope, resource, client_id, client_key, revoked_at, *organization_row = row
+    unexpired, scope, resource, client_id, client_key, revoked_at, purposes, *organization_row = row
     organization_row[-1] = bool(organization_row[-1])  # SQLite answers 0 or 1
     # The client's organization comes with it (its other fields load if asked for): every
     # request's consent decision and audit event need it.
@@ -81,4 +82,5 @@ def bearer_grant(token_checksum: str) -> BearerGrant | None:
         unexpired=bool(unexpired),
         usable=ApiClient.usable(revoked_at, organization.active),
         resource_bound=resource not in (None, "", "[]", []),
+        purposes=frozenset((purposes or "").split()),
     )

@@ -80,9 +80,33 @@ def test_match_refuses_bad_parameters(member):
         ({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient("a", "b")},
                                                       {"name": "count", "valueInteger": 0}]}, 400),
         ({"resourceType": "Patient"}, 400),
+        ({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient("a", "b")},
+                                                      {"name": "onlyCertainMatches", "valueString": "true"}]}, 400),
+        ({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient("a", "b")},
+                                                      {"name": "onlyCertainMatches", "valueBoolean": "true"}]}, 400),
+        ({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient("a", "b")},
+                                                      {"name": "count", "valueDecimal": 3}]}, 400),
     ]:  # fmt: skip
         response = requests.post(url, json=body, headers=riverside.headers(), timeout=10)
         assert response.status_code == status, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
     wrong_method = requests.get(url, headers=riverside.headers(), timeout=10)
     assert wrong_method.status_code == 405
+
+
+def test_names_and_birth_date_alone_are_never_certain(member):
+    """IHE ITI-119: certain means the node would link on its own; a misspelt surname with given
+    name, birth date and sex and nothing else agreeing is a reviewer's call."""
+    riverside, lakeside = member("Riverside"), member("Lakeside")
+    ssn = {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "512-44-3187"}
+    registered = patient(riverside.system, "RIV-7", identifier=[{"system": riverside.system, "value": "RIV-7"}, ssn])
+    assert requests.put(f"{riverside.base}/fhir/Patient?identifier={riverside.system}|RIV-7", json=registered,
+                        headers=riverside.headers(), timeout=10).status_code == 201  # fmt: skip
+    bare = {"resourceType": "Patient", "name": [{"family": "Quintanila", "given": ["Marisol"]}],
+            "birthDate": "1984-07-19", "gender": "female"}  # fmt: skip
+    found = grades(match(lakeside, bare))
+    assert len(found) == 1
+    assert found[0][0] == "probable", found
+    assert match(lakeside, bare, only_certain=True).total == 0
+    with_phone = {**bare, "telecom": [{"system": "phone", "value": "503-555-0142"}]}
+    assert grades(match(lakeside, with_phone))[0][0] == "certain"

@@ -95,6 +95,8 @@ def test_search_refuses_what_it_cannot_answer(member):
         response = requests.get(url, params=params, headers=riverside.headers(), timeout=10)
         assert response.status_code == status, (params, response.text)
         assert response.json()["resourceType"] == "OperationOutcome"
+    riverside.organization.default_purpose_of_use = ""  # no default: a read must name its purpose
+    riverside.organization.save(update_fields=["default_purpose_of_use"])
     missing_purpose = requests.get(url, params={"family": "x"}, headers=riverside.headers(None), timeout=10)
     assert missing_purpose.status_code == 400
     assert "X-Purpose-Of-Use" in missing_purpose.json()["issue"][0]["diagnostics"]
