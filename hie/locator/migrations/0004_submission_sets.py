@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("locator", "0003_prefetched_content"),
         ("matching", "0010_whole_json_kept_as_text"),
-        ("orgs", "0002_client_keys_and_purposes_of_use"),
+        ("orgs", "0003_client_keys_and_purposes_of_use"),
     ]
 
     operations = [
